@@ -1,0 +1,158 @@
+"""The `thkit` command: thin wrappers that call into the packages and print with rich.
+
+User errors (`ThkitError`) print their message and exit with status 2, without a traceback.
+Heavy modules (torch, the encoders) are imported inside the commands that need them, so that
+`thkit plugins`, `thkit schema` and `thkit --help` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from thkit import __version__
+from thkit.core import hooks
+from thkit.core.errors import ThkitError
+
+out = Console()
+err = Console(stderr=True)
+
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a spec value, e.g. nodes.fuse.params.dim=128."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="thkit")
+def cli() -> None:
+    """Build audio-driven talking-head avatars from spec files."""
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--check", is_flag=True, help="Validate the spec and construct every module, then stop.")
+@SET_OPTION
+def build(spec: Path, check: bool, overrides: tuple[str, ...]) -> None:
+    """Validate SPEC, build its graph and (later) train it."""
+    from thkit.core.graph import load_graph
+
+    graph = load_graph(spec, overrides=overrides)
+    if not check:
+        raise ThkitError(
+            "training is not available in this version of thkit; only `thkit build SPEC --check` is",
+            hint="run `thkit build SPEC --check` to validate the spec and construct its modules",
+        )
+    modules = graph.build_modules()
+    table = Table(title=f"{graph.spec.name}: {len(graph.nodes)} nodes")
+    for column in ("node", "kind", "type", "parameters", "outputs"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    total = 0
+    for name, node in graph.nodes.items():
+        count = sum(parameter.numel() for parameter in modules[name].parameters())
+        total += count
+        ports = ", ".join(f"{port_name}: {port}" for port_name, port in node.outputs.items())
+        table.add_row(name, node.spec.kind, node.spec.type, f"{count:,}", ports)
+    table.add_section()
+    table.add_row("total", "", "", f"{total:,}", "")
+    out.print(table)
+    out.print(f"[green]ok[/green] {spec} is valid and every module was constructed")
+
+
+@cli.command()
+def plugins() -> None:
+    """List installed components and hook plugins with their status."""
+    from thkit.core.registry import registry
+
+    components = registry()
+    components.load_all()
+    manager = hooks.plugin_manager()
+    table = Table(title="thkit plugins")
+    for column in ("kind", "name", "distribution", "version", "status"):
+        table.add_column(column)
+    for entry in components:
+        style = "green" if entry.status == "ok" else "red"
+        table.add_row(entry.kind, entry.name, entry.distribution, entry.version, f"[{style}]{entry.status}[/{style}]")
+    for name, plugin in manager.list_name_plugin():
+        table.add_row("hooks", name, _distribution_of(manager, plugin), "", "[green]ok[/green]")
+    for name, distribution, error in hooks.failures:
+        table.add_row("hooks", name, distribution, "", f"[red]failed: {error}[/red]")
+    out.print(table)
+
+
+def _distribution_of(manager, plugin) -> str:
+    for found, distribution in manager.list_plugin_distinfo():
+        if found is plugin:
+            return distribution.project_name
+    return ""
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """JSON Schema of spec files, including every registered component's params."""
+    from thkit.core.schema import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@SET_OPTION
+def graph(spec: Path, overrides: tuple[str, ...]) -> None:
+    """Print SPEC's graph as Mermaid flowchart text."""
+    from thkit.core.graph import load_graph
+
+    click.echo(load_graph(spec, overrides=overrides).to_mermaid(), nl=False)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--audio", "audio_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Audio or video file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the .npz.")
+@SET_OPTION
+def encode(spec: Path, audio_path: Path, output: Path, overrides: tuple[str, ...]) -> None:
+    """Run SPEC's audio part (encoders and fusions) on a file and save every node's outputs."""
+    from thkit.audio.encode import encode_audio, save_npz
+    from thkit.core.graph import load_graph
+
+    graph = load_graph(spec, overrides=overrides)
+    results = encode_audio(graph, audio_path)
+    save_npz(results, output)
+    table = Table(title=f"encoded {audio_path}")
+    for column in ("output", "port", "shape"):
+        table.add_column(column)
+    for key, (port, array) in results.items():
+        table.add_row(key, str(port), " x ".join(map(str, array.shape)))
+    out.print(table)
+    out.print(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into a message and exit status 2."""
+    try:
+        hooks.plugin_manager().hook.register_commands(cli=cli)
+        cli.main(args=argv, prog_name="thkit", standalone_mode=False)
+    except ThkitError as error:
+        err.print(f"[bold red]error:[/bold red] {escape(error.format())}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Built-in components, registered through thkit's pyproject.toml like any plugin."""
