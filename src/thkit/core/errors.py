@@ -69,3 +69,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def listing(choices: Iterable[str]) -> str:
     names = sorted(set(choices))
     return ", ".join(names) if names else "(none)"
+
+
+def with_article(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -183,7 +183,7 @@ class _Checker:
         self.wire(graph)
         self.check_outputs(graph)
         if spec.train is not None:
-            self.check_stages(graph, spec.train.stages)
+            self.check_stages(graph, list(enumerate(spec.train.stages)))
         return graph
 
     def structure(self, data: dict) -> Spec | None:
@@ -200,9 +200,10 @@ class _Checker:
         partial = Spec.model_construct(nodes=sound_nodes, outputs={})
         graph = Graph(partial, self.positions, context, graph_inputs(context))
         self.wire(graph, skip_missing=set(nodes) - set(sound_nodes))
-        train = _or_none(TrainSpec, data.get("train"))
-        if train is not None:
-            self.check_stages(graph, train.stages)
+        train = data.get("train")
+        stages = train.get("stages") if isinstance(train, dict) else None
+        if isinstance(stages, list):
+            self.check_stages(graph, [(index, _or_none(StageSpec, raw)) for index, raw in enumerate(stages)])
         return None
 
     def pydantic_problems(
@@ -314,7 +315,8 @@ class _Checker:
             return None
         if ref.node is None:
             if ref.port not in graph.inputs:
-                self.add(path, f"unknown graph input '${ref.port}'{did_you_mean(ref.port, graph.inputs)}; graph inputs: {listing('$' + n for n in graph.inputs)}")
+                names = ["$" + name for name in graph.inputs]
+                self.add(path, f"unknown graph input '{text}'{did_you_mean(text, names)}; graph inputs: {listing(names)}")
                 return None
         elif ref.node not in node_names:
             self.add(path, f"unknown node '{ref.node}' in '{text}'{did_you_mean(ref.node, node_names)}; nodes: {listing(node_names)}")
@@ -400,10 +402,13 @@ class _Checker:
             if ref is not None and ref.node in graph.nodes:
                 self.port_of(graph, path, ref)
 
-    def check_stages(self, graph: Graph, stages: list[StageSpec]) -> None:
+    def check_stages(self, graph: Graph, stages: list[tuple[int, StageSpec | None]]) -> None:
+        """Check stages' node names and feeds; malformed stages (None) were reported by pydantic."""
         seen: dict[str, int] = {}
         node_names = set(graph.spec.nodes)
-        for index, stage in enumerate(stages):
+        for index, stage in stages:
+            if stage is None:
+                continue
             base: SpecPath = ("train", "stages", index)
             if stage.name in seen:
                 self.add((*base, "name"), f"duplicate stage name '{stage.name}' (also stage {seen[stage.name]})")

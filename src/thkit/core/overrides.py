@@ -39,8 +39,11 @@ def _apply(data: Any, positions: Positions, text: str) -> None:
     target = data
     path: SpecPath = ()
     for part in parts[:-1]:
+        created = isinstance(target, dict) and part not in target
         target, step = _child(target, part, path, create=True)
         path = (*path, step)
+        if created:
+            positions.origins[path] = text
     last = parts[-1]
     if isinstance(target, list):
         index = _index(target, last, path)

@@ -117,7 +117,8 @@ class Accepts:
         if self.sample_rate is not None:
             parts.append(f"sample_rate={self.sample_rate}")
         optional = "" if self.required else " (optional)"
-        return f"{self.port.label}({', '.join(parts)}){optional}"
+        constraints = f"({', '.join(parts)})" if parts else ""
+        return f"{self.port.label}{constraints}{optional}"
 
 
 def compatible(expected: Port, actual: Port) -> list[str]:

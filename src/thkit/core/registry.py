@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from thkit.core import hooks
 from thkit.core.component import KINDS, Component, Kind
-from thkit.core.errors import ThkitError, did_you_mean, listing
+from thkit.core.errors import ThkitError, did_you_mean, listing, with_article
 from thkit.core.plugin_filter import allowed, entry_points_of
 
 GROUPS: dict[Kind, str] = {
@@ -139,7 +139,7 @@ class Registry:
     def unknown_message(self, kind: Kind, name: str) -> str:
         other_kinds = self.kinds_of(name)
         if other_kinds:
-            return f"'{name}' is a {' and '.join(other_kinds)}, not a {kind}; installed {kind}s: {listing(self.names(kind))}"
+            return f"'{name}' is {with_article(' and '.join(other_kinds))}, not {with_article(kind)}; installed {kind}s: {listing(self.names(kind))}"
         return f"unknown {kind} type '{name}'{did_you_mean(name, self.names(kind))}; installed {kind}s: {listing(self.names(kind))}"
 
     def load_all(self) -> None:

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +35,15 @@ FrameRate = Annotated[
     PlainSerializer(format_rate, return_type=str),
     WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\d+(/\d+)?$"}]}),
 ]
+
+
+def _plain_name(value: str) -> str:
+    if not re.match(NAME_PATTERN, value):
+        raise ValueError(f"'{value}' is not a plain name: start with a letter and use only letters, digits, _ and -")
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(_plain_name)]
 
 
 class Strict(BaseModel):
@@ -76,7 +86,14 @@ class NodeSpec(Strict):
     """One component: its kind, its registered type name, its params and its input edges."""
 
     kind: Kind
-    type: str = Field(pattern=NAME_PATTERN)
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _registered_name(cls, value: str) -> str:
+        if not re.match(NAME_PATTERN, value):
+            raise ValueError(f"'{value}' is not a component name: use a registered short name such as 'mel' (import paths are never allowed)")
+        return value
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="input name -> '$graph_input' or 'node.port'")
 
@@ -84,7 +101,7 @@ class NodeSpec(Strict):
 class StageSpec(Strict):
     """One training stage: which nodes train, for how long, on which losses, with which edges fed."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: PlainName
     train: list[str] = Field(default_factory=list)
     steps: int = Field(ge=0)
     losses: dict[str, float] = Field(default_factory=dict)
@@ -102,7 +119,7 @@ class Spec(Strict):
     """A whole spec file."""
 
     thkit: int = Field(description=f"spec format version; this thkit reads {SPEC_VERSION}")
-    name: str = Field(pattern=NAME_PATTERN)
+    name: PlainName
     data: DataSpec
     nodes: dict[str, NodeSpec] = Field(min_length=1)
     train: TrainSpec | None = None

@@ -54,6 +54,8 @@ class Timeline:
 
     n_samples: int
     sample_rate: int
+    source: str | None = None  # the file the audio came from, when there is one
+    text: str | None = None  # what is said, when known (TTS input or a sidecar transcript)
 
     @property
     def seconds(self) -> Fraction:

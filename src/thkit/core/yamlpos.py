@@ -81,9 +81,10 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         raise SpecError([problem]) from None
     except yaml.YAMLError as error:
         raise SpecError([Problem(f"YAML error: {error}", source=source)]) from None
-    if len(nodes) != 1:
-        found = "no document" if not nodes else f"{len(nodes)} documents"
-        raise SpecError([Problem(f"expected exactly one YAML document, found {found}", source=source)])
+    if not nodes:
+        raise SpecError([Problem("the file is empty; a spec starts with 'thkit: 1'", source=source)])
+    if len(nodes) > 1:
+        raise SpecError([Problem(f"expected one YAML document, found {len(nodes)} (remove the '---' separators)", source=source)])
     problems: list[Problem] = []
     value = _build(nodes[0], (), positions, problems)
     if problems:
@@ -91,8 +92,16 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     return value, positions
 
 
+_PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null"}
+
+
 def _build(node: yaml.Node, path: SpecPath, positions: Positions, problems: list[Problem]) -> Any:
     positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    if tag.removeprefix("!!") not in _PLAIN_TAGS:
+        # Only plain values are allowed: a tag such as !!python/object must never reach a constructor.
+        problems.append(positions.problem(path, f"unsupported YAML tag '{tag}'; specs hold plain values only"))
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -118,10 +127,9 @@ def _build(node: yaml.Node, path: SpecPath, positions: Positions, problems: list
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, index), positions, problems) for index, item in enumerate(node.value)]
     try:
-        # SafeConstructor knows only plain YAML types; any other tag raises instead of running code.
         return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as error:
-        problems.append(positions.problem(path, f"unsupported YAML value: {error.problem}"))
+        problems.append(positions.problem(path, f"unreadable YAML value: {error.problem}"))
         return None
 
 

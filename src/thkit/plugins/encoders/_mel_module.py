@@ -15,7 +15,7 @@ class MelModule(nn.Module):
         sample_rate = component.input_ports["audio"].sample_rate
         self.fps = component.outputs()["features"].fps
         win = round(sample_rate * params.win_ms / 1000)
-        self.mel = LogMel(sample_rate, params.n_mels, component._hop(), win, params.fmin, params.fmax)
+        self.mel = LogMel(sample_rate, params.n_mels, int(component._hop()), win, params.fmin, params.fmax)
 
     def forward(self, inputs: dict[str, Tensor], timeline: Timeline) -> dict[str, Tensor]:
         return {"features": self.mel(inputs["audio"], timeline.frames(self.fps))}

@@ -28,18 +28,19 @@ class MelEncoder(Component):
     Params = MelParams
     inputs = {"audio": Accepts(Audio, doc="mono speech")}
 
-    def _hop(self) -> int:
-        sample_rate = self.input_ports["audio"].sample_rate
-        hop = Fraction(sample_rate) * Fraction(str(self.params.hop_ms)) / 1000
-        if hop.denominator != 1:
-            raise PortMismatch(None, f"hop_ms={self.params.hop_ms} is not a whole number of samples at {sample_rate} Hz")
-        return int(hop)
+    def _hop(self) -> Fraction:
+        return Fraction(self.input_ports["audio"].sample_rate) * Fraction(str(self.params.hop_ms)) / 1000
 
     def outputs(self) -> dict[str, Seq]:
         sample_rate = self.input_ports["audio"].sample_rate
+        problems = []
+        if self._hop().denominator != 1 or self._hop() < 1:
+            problems.append(f"hop_ms={self.params.hop_ms} is not a whole number of samples at {sample_rate} Hz")
         if self.params.fmax is not None and self.params.fmax > sample_rate / 2:
-            raise PortMismatch(None, f"fmax={self.params.fmax} is above the Nyquist frequency {sample_rate / 2} Hz")
-        return {"features": Seq(self.params.n_mels, Fraction(sample_rate, self._hop()))}
+            problems.append(f"fmax={self.params.fmax} is above the Nyquist frequency {sample_rate / 2} Hz")
+        if problems:
+            raise PortMismatch(None, "; ".join(problems))
+        return {"features": Seq(self.params.n_mels, sample_rate / self._hop())}
 
     def build(self) -> nn.Module:
         from thkit.plugins.encoders._mel_module import MelModule

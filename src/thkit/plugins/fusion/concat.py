@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 class ConcatParams(Params):
     fps: FrameRate | Literal["video"] = Field("video", description="output rate; 'video' is the data's frame rate")
+    smooth: int = Field(
+        0, ge=0, description="learned temporal smoothing over this many output frames (ER-NeRF's AudioAttNet uses 8); 0 = off"
+    )
 
 
 class ConcatFusion(Component):
@@ -36,4 +39,5 @@ class ConcatFusion(Component):
     def build(self) -> nn.Module:
         from thkit.plugins.fusion._concat_module import ConcatModule
 
-        return ConcatModule({name: port.fps for name, port in self.input_ports.items()}, self.fps)
+        width = self.outputs()["code"].dim
+        return ConcatModule({name: port.fps for name, port in self.input_ports.items()}, self.fps, width, self.params.smooth)

@@ -1,0 +1,1 @@
+"""An example third-party thkit plugin: the `energy-zcr` encoder."""

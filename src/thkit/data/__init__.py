@@ -1,0 +1,1 @@
+"""Datasets: the folder layout, preprocessing of real video, imports, and the synthetic subject."""
