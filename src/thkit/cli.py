@@ -78,18 +78,11 @@ def plugins() -> None:
     for entry in components:
         style = "green" if entry.status == "ok" else "red"
         table.add_row(entry.kind, entry.name, entry.distribution, entry.version, f"[{style}]{entry.status}[/{style}]")
-    for name, plugin in manager.list_name_plugin():
-        table.add_row("hooks", name, _distribution_of(manager, plugin), "", "[green]ok[/green]")
+    for name, _ in manager.list_name_plugin():
+        table.add_row("hooks", name, hooks.distributions.get(name, ""), "", "[green]ok[/green]")
     for name, distribution, error in hooks.failures:
         table.add_row("hooks", name, distribution, "", f"[red]failed: {error}[/red]")
     out.print(table)
-
-
-def _distribution_of(manager, plugin) -> str:
-    for found, distribution in manager.list_plugin_distinfo():
-        if found is plugin:
-            return distribution.project_name
-    return ""
 
 
 @cli.command()

@@ -61,6 +61,7 @@ class HookSpecs:
 
 _manager: pluggy.PluginManager | None = None
 failures: list[tuple[str, str, str]] = []  # (entry name, distribution, error) of hook plugins that failed
+distributions: dict[str, str] = {}  # hook plugin name -> the distribution that published it
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -74,6 +75,7 @@ def plugin_manager() -> pluggy.PluginManager:
                 continue
             try:
                 manager.register(entry_point.load(), name=entry_point.name)
+                distributions[entry_point.name] = distribution
             except Exception as error:  # a broken plugin must not break thkit
                 failures.append((entry_point.name, distribution, f"{type(error).__name__}: {error}"))
         _manager = manager
@@ -85,3 +87,4 @@ def reset() -> None:
     global _manager
     _manager = None
     failures.clear()
+    distributions.clear()

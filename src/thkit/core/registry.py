@@ -76,7 +76,7 @@ def _contract_error(loaded: object, kind: Kind) -> str | None:
     if not (isinstance(loaded, type) and issubclass(loaded, Component)):
         return f"{loaded!r} is not a thkit Component class"
     if getattr(loaded, "kind", None) != kind:
-        return f"{loaded.__name__}.kind is {getattr(loaded, 'kind', None)!r}, but it is registered as a {kind}"
+        return f"{loaded.__name__}.kind is {getattr(loaded, 'kind', None)!r}, but it is registered as {with_article(kind)}"
     return None
 
 
