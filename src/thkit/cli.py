@@ -111,24 +111,39 @@ def graph(spec: Path, overrides: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--audio", "audio_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Audio or video file.")
+@click.option(
+    "--audio", "audio_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Audio or video file; a transcript <name>.txt beside it is read when present.",
+)
+@click.option("--text", help='Speak this with the built-in offline voice instead of reading a file, e.g. --text "Hello there."')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the .npz.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the waveform and every output to this PNG.")
 @SET_OPTION
-def encode(spec: Path, audio_path: Path, output: Path, overrides: tuple[str, ...]) -> None:
-    """Run SPEC's audio part (encoders and fusions) on a file and save every node's outputs."""
-    from thkit.audio.encode import encode_audio, save_npz
+def encode(spec: Path, audio_path: Path | None, text: str | None, output: Path, plot: Path | None, overrides: tuple[str, ...]) -> None:
+    """Run SPEC's audio part (encoders and fusions) on a file or on text, and save every node's outputs.
+
+    Encoder outputs are cached in $THKIT_CACHE (default ~/.cache/thkit/features).
+    """
+    from thkit.audio.cache import FeatureCache, default_cache_root
+    from thkit.audio.encode import encode_audio, plot_encoding, save_npz
     from thkit.core.graph import load_graph
 
+    if (audio_path is None) == (text is None):
+        raise click.UsageError('give exactly one of --audio FILE or --text "..."')
     graph = load_graph(spec, overrides=overrides)
-    results = encode_audio(graph, audio_path)
-    save_npz(results, output)
-    table = Table(title=f"encoded {audio_path}")
+    encoding = encode_audio(graph, audio_path, text=text, cache=FeatureCache(default_cache_root()))
+    save_npz(encoding, output)
+    source = audio_path if audio_path is not None else f"text: {text}"
+    table = Table(title=escape(f"encoded {source} ({float(encoding.timeline.seconds):.2f} s)"))
     for column in ("output", "port", "shape"):
         table.add_column(column)
-    for key, (port, array) in results.items():
+    for key, (port, array) in encoding.items():
         table.add_row(key, str(port), " x ".join(map(str, array.shape)))
     out.print(table)
     out.print(f"wrote {output}")
+    if plot is not None:
+        plot_encoding(encoding, encoding.audio, encoding.timeline.sample_rate, plot, title=encoding.timeline.text)
+        out.print(f"wrote {plot}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,6 +74,21 @@ def test_build_modules_constructs_each_node_once():
     assert set(graph.build_modules(["mel"])) == {"mel"}
 
 
-def test_upstream_closed_selects_the_audio_part():
+def test_computable_selects_the_nodes_the_given_inputs_feed():
     graph = load_graph("hybrid.yaml", text=SPEC, components=corpus_registry())
-    assert graph.upstream_closed(["encoder", "fusion"]) == ["mel", "coarse", "fuse"]
+    assert graph.computable(["encoder", "fusion"], given=["audio"]) == ["mel", "coarse", "fuse"]
+    assert graph.computable(["encoder", "fusion", "conditioning", "renderer"], given=["audio"]) == ["mel", "coarse", "fuse", "a2l"]
+    assert graph.computable(["encoder", "fusion", "renderer"], given=["audio", "pose"])[-1] == "fuse"  # head needs a2l
+    assert graph.computable(["encoder", "fusion", "conditioning", "renderer"], given=["audio", "pose"])[-1] == "head"
+
+
+def test_run_nodes_names_a_missing_graph_input():
+    import torch
+
+    from thkit.core.runner import run_nodes
+    from thkit.core.timebase import Timeline
+
+    graph = load_graph("hybrid.yaml", text=SPEC, components=corpus_registry())
+    modules = graph.build_modules(["mel"])
+    with pytest.raises(ValueError, match=r"node 'mel' needs \$audio, which this run was not given"):
+        run_nodes(graph, modules, {"pose": torch.eye(4)[None]}, Timeline(16000, 16000))

@@ -1,1 +1,1 @@
-"""Audio: decoding to mono float32, the shared log-mel front end, and text to speech."""
+"""Audio: decoding any file to mono float32, the shared log-mel front end, text to speech, feature caching."""

@@ -2,12 +2,8 @@
 
 PyAV (FFmpeg) demuxes and decodes every container and codec thkit is given (wav, flac, mp3, ogg,
 m4a, mp4, mkv, webm, ...); the samples are converted to float here, channels are averaged, and
-soxr does the rate conversion (high quality, exact length).
-
-Decoded audio is placed on the stream's own clock: samples a decoder emits before the stream's
-start (codec priming) are dropped, a late first frame is preceded by silence (FFmpeg's Vorbis
-decoder swallows the first block), and encoder padding past the stream's declared duration (AAC)
-is trimmed. Audio therefore stays aligned with the video it came from.
+soxr does the rate conversion (high quality, exact length). FFmpeg removes codec priming (mp3,
+AAC, Opus); the length is then matched to the duration the container declares (see `_fit_length`).
 """
 
 from __future__ import annotations
@@ -26,9 +22,10 @@ SILENCE_PEAK = 1e-4  # below this peak amplitude (about -80 dBFS) a clip is trea
 # A stream shorter than its header promises by more than both of these is reported as truncated.
 TRUNCATION_SECONDS = 0.1
 TRUNCATION_FRACTION = 0.01
-# Decoded audio past the declared duration is trimmed only up to this much (encoder padding); more
-# than that means the declared duration is an estimate, and the decoded samples are kept.
-MAX_PADDING_SECONDS = 0.1
+# Decoders return a few samples more (AAC's encoder padding) or fewer (FFmpeg's Vorbis decoder drops
+# the last block) than a container declares; within this slack the declared length is matched, so the
+# audio lasts exactly as long as the video it came with.
+CODEC_SLACK_SECONDS = 0.1
 
 READABLE = "wav, flac, mp3, ogg, m4a, mp4, mkv, webm or any other format FFmpeg reads"
 
@@ -76,23 +73,22 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     with container:
         stream = _audio_stream(container, path)
         native_rate = stream.codec_context.sample_rate
-        clock = _Clock(stream, native_rate)
         chunks: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
                 samples = _to_mono(frame)
                 if frame.sample_rate != native_rate:  # a stream whose rate changes midway
                     samples = soxr.resample(samples, frame.sample_rate, native_rate, quality="HQ").astype(np.float32)
-                chunks.append(clock.place(frame, samples))
+                chunks.append(samples)
         except av.error.FFmpegError as error:
             decoded = sum(chunk.shape[0] for chunk in chunks) / native_rate
             raise ThkitError(
-                f"{path}: the audio is corrupt: decoding failed after {decoded:.2f} s ({_reason(error)})",
+                f"{path}: the audio is corrupt or truncated: decoding failed after {decoded:.2f} s ({_reason(error)})",
                 hint="get an undamaged copy, or re-encode it (ffmpeg -i FILE fixed.wav conceals damaged frames)",
             ) from None
         audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        expected = _declared_wav_samples(path, native_rate) or clock.expected_samples()
-        audio = _check_length(path, audio, expected, native_rate)
+        expected = _declared_wav_samples(path, native_rate) or _declared_samples(stream, native_rate)
+        audio = _fit_length(path, audio, expected, native_rate)
     return audio, native_rate
 
 
@@ -114,57 +110,30 @@ def _audio_stream(container: av.container.InputContainer, path: Path) -> av.audi
     return stream
 
 
-class _Clock:
-    """Places decoded frames on the stream's timeline, from the stream's start time."""
-
-    def __init__(self, stream: av.audio.stream.AudioStream, rate: int) -> None:
-        self.stream = stream
-        self.rate = rate
-        self.origin = stream.start_time  # in stream.time_base; None when the container does not say
-        self.started = False
-
-    def place(self, frame: av.AudioFrame, samples: np.ndarray) -> np.ndarray:
-        """The part of `samples` on or after the stream start, led by silence if the stream starts late."""
-        if self.started:
-            return samples
-        if frame.pts is None or frame.time_base is None:
-            self.started = True
-            return samples
-        if self.origin is None:
-            self.origin = frame.pts
-        offset = round((frame.pts - self.origin) * Fraction(frame.time_base) * self.rate)
-        if offset + samples.shape[0] <= 0:
-            return samples[:0]  # priming: wholly before the start
-        self.started = True
-        if offset < 0:
-            return samples[-offset:]
-        return np.concatenate([np.zeros(offset, np.float32), samples]) if offset else samples
-
-    def expected_samples(self) -> int | None:
-        """Samples the container declares for this stream, when it does."""
-        stream = self.stream
-        if stream.duration is None or stream.time_base is None:
-            return None
-        return round(stream.duration * Fraction(stream.time_base) * self.rate)
+def _declared_samples(stream: av.audio.stream.AudioStream, rate: int) -> int | None:
+    """Samples the container declares for this stream, when it does."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return round(stream.duration * Fraction(stream.time_base) * rate)
 
 
-def _check_length(path: Path, audio: np.ndarray, expected: int | None, rate: int) -> np.ndarray:
-    """Trim encoder padding; reject empty and truncated streams."""
+def _fit_length(path: Path, audio: np.ndarray, expected: int | None, rate: int) -> np.ndarray:
+    """Reject empty and truncated streams; match the declared length when it differs by codec slack."""
     if audio.shape[0] == 0:
         raise ThkitError(f"{path}: the audio stream is empty (zero length)", hint="give a file that holds sound")
     if expected is None or expected <= 0:
         return audio
-    excess = audio.shape[0] - expected
-    if 0 < excess <= MAX_PADDING_SECONDS * rate:
-        return audio[:expected]
-    shortfall = -excess
+    difference = audio.shape[0] - expected
+    if abs(difference) <= CODEC_SLACK_SECONDS * rate:
+        return audio[:expected] if difference > 0 else np.pad(audio, (0, -difference))
+    shortfall = -difference
     if shortfall > TRUNCATION_SECONDS * rate and shortfall > TRUNCATION_FRACTION * expected:
         raise ThkitError(
             f"{path}: the file is truncated or damaged: its header promises {expected / rate:.2f} s of audio "
             f"but only {audio.shape[0] / rate:.2f} s could be decoded",
             hint="get a complete copy (an interrupted download or copy?); to use what is there, re-encode it: ffmpeg -i FILE fixed.wav",
         )
-    return audio
+    return audio  # far off either way: the declared duration is an estimate (e.g. from the bit rate)
 
 
 def _declared_wav_samples(path: Path, rate: int) -> int | None:

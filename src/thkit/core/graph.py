@@ -93,12 +93,13 @@ class Graph:
             built[name] = module
         return built
 
-    def upstream_closed(self, kinds: Iterable[str]) -> list[str]:
-        """Nodes of `kinds` whose every input comes from graph inputs or other such nodes, in order."""
-        allowed_kinds = set(kinds)
+    def computable(self, kinds: Iterable[str], given: Iterable[str]) -> list[str]:
+        """Nodes of `kinds` computed from the graph inputs `given` alone (directly or via each other), in order."""
+        allowed_kinds, available = set(kinds), set(given)
         chosen: list[str] = []
         for name, node in self.nodes.items():
-            if node.spec.kind in allowed_kinds and all(ref.node is None or ref.node in chosen for ref in node.inputs.values()):
+            ready = all(ref.node in chosen if ref.node is not None else ref.port in available for ref in node.inputs.values())
+            if node.spec.kind in allowed_kinds and ready:
                 chosen.append(name)
         return chosen
 
