@@ -100,3 +100,6 @@ def test_align_rejects_empty_input():
     with pytest.raises(ValueError):
         window_indices(3, 25, 100, 0, 4)
     assert np.array_equal(frame_spans(0, 25, 100, 5)[0], np.zeros(0))
+    # A clip too short for any output row needs no input rows at all.
+    assert frame_spans(0, 25, 100, 0)[0].shape == (0,)
+    assert window_indices(0, 25, 50, 0, 16).shape == (0, 16)

@@ -263,7 +263,7 @@ class _Checker:
         try:
             return entry.load()
         except ThkitError as error:
-            self.add((*base, "type"), error.message)
+            self.add((*base, "type"), error.message if error.hint is None else f"{error.message}; {error.hint}")
             return None
 
     def params(self, base: SpecPath, component: type[Component], node_spec: NodeSpec) -> Any:

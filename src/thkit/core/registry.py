@@ -52,7 +52,7 @@ class Entry:
             except Exception as error:  # a broken plugin must not break thkit
                 self.error = f"{type(error).__name__}: {error}"
             else:
-                self.error = _contract_error(loaded, self.kind)
+                self.error = _contract_error(loaded, self.kind, self.target)
                 if self.error is None:
                     self.component = loaded  # type: ignore[assignment]
         if self.error is not None:
@@ -72,9 +72,9 @@ class Entry:
         return "ok" if self.component is not None else "not loaded"
 
 
-def _contract_error(loaded: object, kind: Kind) -> str | None:
+def _contract_error(loaded: object, kind: Kind, target: str) -> str | None:
     if not (isinstance(loaded, type) and issubclass(loaded, Component)):
-        return f"{loaded!r} is not a thkit Component class"
+        return f"{target} is not a thkit Component class"
     if getattr(loaded, "kind", None) != kind:
         return f"{loaded.__name__}.kind is {getattr(loaded, 'kind', None)!r}, but it is registered as {with_article(kind)}"
     return None
@@ -116,12 +116,17 @@ class Registry:
             self._entries[key] = entry
         elif existing.distribution != entry.distribution:
             existing.rivals.append(entry.distribution)
+        elif existing.target != entry.target:  # e.g. two hook plugins registering one name at run time
+            existing.rivals.append(f"{entry.distribution} ({entry.target})")
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(), key=lambda e: (KINDS.index(e.kind), e.name)))
 
     def names(self, kind: Kind) -> list[str]:
-        return sorted(name for (entry_kind, name) in self._entries if entry_kind == kind)
+        """Names of `kind` that are not known to be broken or contested."""
+        return sorted(
+            name for (entry_kind, name), entry in self._entries.items() if entry_kind == kind and entry.error is None and not entry.rivals
+        )
 
     def entry(self, kind: Kind, name: str) -> Entry | None:
         return self._entries.get((kind, name))
@@ -137,6 +142,7 @@ class Registry:
         return entry.load()
 
     def unknown_message(self, kind: Kind, name: str) -> str:
+        self.load_all()  # so that the names offered are ones that really load (classes import without torch)
         other_kinds = self.kinds_of(name)
         if other_kinds:
             return f"'{name}' is {with_article(' and '.join(other_kinds))}, not {with_article(kind)}; installed {kind}s: {listing(self.names(kind))}"

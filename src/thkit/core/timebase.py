@@ -86,6 +86,8 @@ def frame_spans(n_out: int, out_rate: Rate, in_rate: Rate, n_in: int) -> tuple[n
 
     Returns int64 arrays of shape [n_out]; every span holds at least one row and lies in [0, n_in).
     """
+    if n_out == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if n_in <= 0:
         raise ValueError("cannot align an empty sequence")
     ratio = as_rate(in_rate) / as_rate(out_rate)  # input rows per output row
@@ -101,7 +103,10 @@ def window_indices(n_out: int, out_rate: Rate, in_rate: Rate, n_in: int, window:
     """Indices of `window` input rows centred on each output row's centre time, clamped at the ends.
 
     Shape [n_out, window]. With window=16 at 50 Hz into 25 fps this is ER-NeRF's 16-feature window.
+    An even window has one more row before the centre row than after it (offsets -w/2 .. w/2-1).
     """
+    if n_out == 0:
+        return np.zeros((0, window), dtype=np.int64)
     if n_in <= 0:
         raise ValueError("cannot align an empty sequence")
     ratio = as_rate(in_rate) / (2 * as_rate(out_rate))

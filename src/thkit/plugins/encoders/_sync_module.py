@@ -20,7 +20,7 @@ from thkit.audio.mel import LogMel
 from thkit.core.align import windows_to_frames
 from thkit.core.timebase import Timeline, window_indices
 
-CHUNK = 256  # frames per forward pass at inference, to bound activation memory on long clips
+CHUNK = 256  # windows per forward pass in eval mode, to bound activation memory on long clips
 
 
 class ConvBlock(nn.Module):
@@ -61,6 +61,8 @@ class ConvEncoder(nn.Module):
 
 
 def _chunked(encoder: nn.Module, x: Tensor) -> Tensor:
+    if encoder.training or x.shape[0] <= CHUNK:  # training: BatchNorm must see the whole batch
+        return encoder(x)
     return torch.cat([encoder(part) for part in x.split(CHUNK)], dim=0)
 
 

@@ -1,11 +1,16 @@
 """Training and measuring the `sync` encoder: contrastive loss, offset scan, and `fit_sync`.
 
 The loss is InfoNCE (as in CLIP or SyncNet's successors) over cosine similarities. For each anchor
-frame t, the audio embedding at t must pick the visual embedding at t out of:
+frame t, the audio embedding at t must pick the visual embedding at t out of every visual
+embedding in the batch:
 
-- the visual embeddings at t +- 1 .. t +- `shifts` of the same clip: hard negatives, because the
-  encoders must learn *timing*, not only which mouth shapes go with which sounds;
-- the visual embeddings of every other anchor in the batch (other times, other clips).
+- those at t +- 1 .. t +- `shifts` of the same clip: hard negatives, because the encoders must
+  learn *timing*, not only which mouth shapes go with which sounds;
+- those of the other frames in the batch (other times, other clips).
+
+A batch is a few segments of consecutive frames, each with `shifts` extra frames of margin on both
+sides, so every anchor's shifted negatives are embeddings the batch computes anyway: each crop
+stack is encoded once per step rather than once per (anchor, shift) pair.
 
 Offsets follow one sign convention throughout: offset s > 0 means the video lags the audio by s
 frames (the mouth shows at frame t + s what the audio says at frame t).
@@ -17,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from thkit.core.timebase import frame_count
@@ -25,15 +30,14 @@ from thkit.plugins.encoders._sync_module import MouthEncoder, SyncAudioModule
 
 
 def sync_loss(
-    audio: Float[Tensor, "batch dim"],
-    visual: Float[Tensor, "batch dim"],
-    shifted: Float[Tensor, "batch shifts dim"],
+    audio: Float[Tensor, "anchors dim"],
+    visual: Float[Tensor, "candidates dim"],
+    target: Int[Tensor, "anchors"],
     temperature: float,
 ) -> Float[Tensor, ""]:
-    """InfoNCE: audio[i]'s positive is visual[i]; negatives are visual[j != i] and shifted[i, :]."""
-    a, v, s = (F.normalize(x, dim=-1) for x in (audio, visual, shifted))
-    logits = torch.cat([a @ v.T, torch.einsum("bd,bsd->bs", a, s)], dim=1) / temperature
-    return F.cross_entropy(logits, torch.arange(audio.shape[0], device=audio.device))
+    """InfoNCE: audio[i]'s positive is visual[target[i]]; every other visual row is a negative."""
+    logits = F.normalize(audio, dim=-1) @ F.normalize(visual, dim=-1).T / temperature
+    return F.cross_entropy(logits, target)
 
 
 def best_offset(
@@ -67,7 +71,8 @@ def fit_sync(
     *,
     temperature: float = 0.07,
     shifts: int = 3,
-    batch: int = 32,
+    segments: int = 4,
+    segment: int = 16,
     lr: float = 1e-3,
     seed: int = 0,
 ) -> list[float]:
@@ -76,16 +81,17 @@ def fit_sync(
     `mel_or_audio` is, per clip, either mono audio [samples] at `audio_module.sample_rate` or its
     log-mel [mel_frames, n_mels] from `audio_module.log_mel`; `mouth_frames` is, per clip, the
     grayscale mouth crops [frames, height, width] in [0, 1] at the video rate, frame 0 starting with
-    the audio. Anchors are drawn from frames with `shifts` frames of the same clip on both sides.
-    The modules' train/eval modes are restored afterwards.
+    the audio. Each step draws `segments` runs of `segment` consecutive anchor frames (clips shorter
+    than a run plus margins are skipped). The modules' train/eval modes are restored afterwards.
     """
     audios = [mel_or_audio] if isinstance(mel_or_audio, Tensor) else list(mel_or_audio)
     mouths = [mouth_frames] if isinstance(mouth_frames, Tensor) else list(mouth_frames)
     if len(audios) != len(mouths):
         raise ValueError(f"{len(audios)} audio clips but {len(mouths)} mouth clips")
 
-    windows, crops, stacks, anchors = [], [], [], []
-    start = 0
+    span = segment + 2 * shifts  # frames encoded per segment: the anchors and their margins
+    windows, crops, stacks, starts = [], [], [], []
+    offset = 0
     for audio, mouth in zip(audios, mouths, strict=True):
         visual_module.check(mouth)
         n_frames = mouth.shape[0]
@@ -96,15 +102,16 @@ def fit_sync(
             raise ValueError(f"the audio covers {covered} video frames, the mouth crops {n_frames}")
         windows.append(audio_module.mel_windows(mel, n_frames))
         crops.append(mouth)
-        stacks.append(visual_module.stack_index(n_frames) + start)
-        anchors.append(torch.arange(start + shifts, start + n_frames - shifts))
-        start += n_frames
-    all_windows, all_crops = torch.cat(windows), torch.cat(crops)
-    all_stacks, all_anchors = torch.cat(stacks), torch.cat(anchors)
-    if all_anchors.numel() < 2:
-        raise ValueError(f"clips too short for sync training with shifts={shifts}")
+        stacks.append(visual_module.stack_index(n_frames) + offset)
+        starts.append(offset + torch.arange(max(0, n_frames - span + 1)))  # first frame of each possible span
+        offset += n_frames
+    all_windows, all_crops, all_stacks, all_starts = torch.cat(windows), torch.cat(crops), torch.cat(stacks), torch.cat(starts)
+    if all_starts.numel() == 0:
+        raise ValueError(f"every clip is shorter than segment + 2 * shifts = {span} frames")
 
-    offsets = torch.tensor([0] + [s for s in range(-shifts, shifts + 1) if s != 0])
+    # Anchor j of segment k is frame k*span + shifts + j of the batch's visual rows.
+    within = torch.arange(segment) + shifts
+    target = (torch.arange(segments)[:, None] * span + within[None, :]).flatten()
     parameters = list(audio_module.parameters()) + list(visual_module.parameters())
     optimizer = torch.optim.Adam(parameters, lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -113,15 +120,15 @@ def fit_sync(
     visual_module.train()
     losses = []
     for _ in range(steps):
-        pick = all_anchors[torch.randperm(all_anchors.numel(), generator=generator)[:batch]]
-        audio_emb = audio_module.embed(all_windows[pick])
-        frames = pick[:, None] + offsets[None, :]  # [batch, 1 + 2*shifts], the anchor first
-        visual_emb = visual_module.embed(all_crops[all_stacks[frames.flatten()]]).view(*frames.shape, -1)
-        loss = sync_loss(audio_emb, visual_emb[:, 0], visual_emb[:, 1:], temperature)
+        first = all_starts[torch.randint(all_starts.numel(), (segments,), generator=generator)]
+        frames = (first[:, None] + torch.arange(span)[None, :]).flatten()  # [segments * span]
+        audio_emb = audio_module.embed(all_windows[frames[target]])
+        visual_emb = visual_module.embed(all_crops[all_stacks[frames]])
+        loss = sync_loss(audio_emb, visual_emb, target, temperature)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     audio_module.train(modes[0])
     visual_module.train(modes[1])
     return losses

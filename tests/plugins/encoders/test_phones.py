@@ -1,0 +1,110 @@
+"""The `phones` encoder on piper TTS speech (offline voice), aligned and recognised by pocketsphinx."""
+
+import numpy as np
+import pytest
+import torch
+
+from thkit.core import Audio, GraphContext, ThkitError, Timeline
+from thkit.plugins.encoders._phones_module import PhoneAlignmentWarning
+from thkit.plugins.encoders.phones import PHONES, PhonesEncoder, PhonesParams
+from thkit.testing import check_component
+
+SENTENCE = "Hello world, this is a test of speech synthesis. The quick brown fox jumps over the lazy dog."
+# CMU dictionary pronunciations of the sentence, in order.
+EXPECTED = (
+    "HH AH L OW W ER L D DH IH S IH Z AH T EH S T AH V S P IY CH S IH N TH AH S AH S "
+    "DH AH K W IH K B R AW N F AA K S JH AH M P S OW V ER DH AH L EY Z IY D AO G"
+).split()
+
+
+@pytest.fixture(scope="module")
+def speech() -> torch.Tensor:
+    from thkit.audio.tts import synthesize
+
+    return torch.from_numpy(synthesize(SENTENCE, 16000))
+
+
+@pytest.fixture(scope="module")
+def module():
+    return PhonesEncoder(PhonesParams(), {"audio": Audio(16000)}, GraphContext()).build()
+
+
+def encode(module, audio: torch.Tensor, text: str | None = None) -> torch.Tensor:
+    return module({"audio": audio}, Timeline(audio.shape[0], 16000, text=text))["features"]
+
+
+def phone_sequence(features: torch.Tensor) -> list[str]:
+    """Row labels with repeats collapsed and silence dropped."""
+    labels = [PHONES[i] for i in features.argmax(dim=1).tolist()]
+    return [p for i, p in enumerate(labels) if p != "SIL" and (i == 0 or p != labels[i - 1])]
+
+
+def test_contract():
+    check_component(PhonesEncoder)
+
+
+def test_forced_alignment_gives_the_sentence_phones_in_order(module, speech):
+    features = encode(module, speech, text=SENTENCE)
+    assert features.shape == (speech.shape[0] // 160, 40)
+    assert torch.equal(features.sum(dim=1), torch.ones(features.shape[0]))
+    assert set(features.unique().tolist()) == {0.0, 1.0}
+    assert phone_sequence(features) == EXPECTED  # so the first spoken phone is HH
+    # "hello world" and "this" are separated by the comma's pause.
+    labels = features.argmax(dim=1)
+    end_of_world = int(np.flatnonzero((labels == PHONES.index("D")).numpy())[0])
+    assert (labels[end_of_world : end_of_world + 60] == 0).any()
+
+
+def test_recognition_without_a_transcript_finds_most_of_the_same_phones(module, speech):
+    aligned = encode(module, speech, text=SENTENCE)
+    recognised = encode(module, speech)
+    assert recognised.shape == aligned.shape
+    assert torch.equal(recognised.sum(dim=1), torch.ones(recognised.shape[0]))
+    aligned_classes = set(phone_sequence(aligned))
+    found = set(phone_sequence(recognised)) & aligned_classes
+    assert len(found) > len(aligned_classes) / 2, sorted(found)
+    agreement = (recognised.argmax(dim=1) == aligned.argmax(dim=1)).float().mean()
+    assert agreement > 0.35  # rows labelled alike, silence included
+
+
+def test_the_text_param_wins_over_the_timeline_and_recognize_mode_ignores_both(speech):
+    def run(text_param, timeline_text, mode="auto"):
+        built = PhonesEncoder(PhonesParams(text=text_param, mode=mode), {"audio": Audio(16000)}, GraphContext()).build()
+        return phone_sequence(encode(built, speech, timeline_text))
+
+    assert run(SENTENCE, "something else entirely") == EXPECTED
+    assert run(None, SENTENCE) == EXPECTED
+    assert run(None, SENTENCE, mode="recognize") != EXPECTED
+
+
+def test_unknown_words_fall_back_to_recognition_with_a_warning(module, speech):
+    with pytest.warns(PhoneAlignmentWarning, match="not in the pronouncing dictionary: zorblax"):
+        features = encode(module, speech, text="hello zorblax world")
+    assert torch.equal(features, encode(module, speech))
+    too_short = speech[:1600]  # 0.1 s cannot hold 60 phones of at least 3 frames each
+    with pytest.warns(PhoneAlignmentWarning, match="does not fit the audio"):
+        features = encode(module, too_short, text=SENTENCE)
+    assert torch.equal(features, encode(module, too_short))
+
+
+def test_align_mode_needs_a_transcript(speech):
+    built = PhonesEncoder(PhonesParams(mode="align"), {"audio": Audio(16000)}, GraphContext()).build()
+    with pytest.raises(ThkitError, match="needs a transcript"):
+        encode(built, speech)
+
+
+def test_smoothing_blurs_along_time_and_keeps_rows_distributions(speech):
+    built = PhonesEncoder(PhonesParams(smoothing_ms=30), {"audio": Audio(16000)}, GraphContext()).build()
+    soft = encode(built, speech, text=SENTENCE)
+    assert torch.allclose(soft.sum(dim=1), torch.ones(soft.shape[0]), atol=1e-5)
+    assert soft.min() >= 0
+    blended = soft.max(dim=1).values < 0.99
+    assert blended.float().mean() > 0.3  # phones last 3-20 rows; a 3-row blur reaches most of them
+    assert phone_sequence(soft) == EXPECTED  # the blur moves boundaries a little, never the order
+
+
+def test_rows_are_exact_for_any_length(module):
+    for n_samples in (0, 100, 160, 4001, 16000):
+        features = encode(module, torch.zeros(n_samples))
+        assert features.shape == (n_samples // 160, 40)
+        assert torch.equal(features.sum(dim=1), torch.ones(n_samples // 160))
