@@ -146,6 +146,19 @@ def encode(spec: Path, audio_path: Path | None, text: str | None, output: Path, 
         out.print(f"wrote {plot}")
 
 
+@cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to create (new or empty).")
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="Length of the clip in seconds.")
+@click.option("--size", type=int, default=256, show_default=True, help="Frame width and height in pixels (even, 64 or more).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for head motion, blinks and the voice's variation.")
+def synth(output: Path, seconds: float, size: int, seed: int) -> None:
+    """Generate the built-in synthetic subject: a talking head with ground truth for everything."""
+    from thkit.data.synth import generate
+
+    dataset = generate(output, seconds=seconds, size=size, seed=seed)
+    out.print(f"[green]ok[/green] wrote {dataset}: video.mp4, frames, masks, arrays and ground_truth/")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into a message and exit status 2."""
     try:

@@ -3,7 +3,7 @@
 ```
 DATASET/
   dataset.json        metadata (below); written last, so its presence means the dataset is complete
-  audio.wav           16 kHz mono float speech, exactly the video's length
+  audio.wav           16 kHz mono 24-bit speech, exactly the video's length (frames x 640 samples at 25 fps)
   background.png      the background plate, H x W RGB
   frames/000000.jpg   RGB frames (JPEG quality 95), one per video frame
   masks/000000.png    uint8 label maps: 0 background, 1 torso (and neck), 2 head (face, hair, ears)
@@ -21,6 +21,11 @@ Canonical head space: origin between the ears at eye height, x to the image's ri
 subject faces the camera, y up, z out of the face towards the camera; unit 1 dm (the outer eye
 corners are about 0.9 apart). A camera-to-world pose uses OpenGL axes (the camera looks along its
 -z, y up), as nerfstudio's `Cameras` expects; pixels follow the pinhole `intrinsics` (focal, cx, cy).
+
+Pixel (row i, column j) is centred at x = j + 1/2, y = i + 1/2, as in nerfstudio (dlib's and OpenCV's
+integer coordinates are 0.5 px smaller). Frame i shows the subject at time (i + 1/2) / fps. Face and
+lip boxes bound landmarks 0-67 and 48-67; mouth opening is measured on landmarks3d, so head pose
+does not change it.
 
 Frames, masks and arrays are read lazily (images on demand, arrays memory-mapped), so a 10-minute
 512x512 dataset never needs all its frames in RAM.
@@ -219,7 +224,8 @@ class DatasetWriter:
         import soundfile
 
         buffer = io.BytesIO()
-        soundfile.write(buffer, np.asarray(audio, dtype=np.float32), SAMPLE_RATE, format="WAV", subtype="FLOAT")
+        # 24-bit PCM: float WAV would carry libsndfile's PEAK chunk, time-stamped, so equal audio gave unequal files.
+        soundfile.write(buffer, np.clip(np.asarray(audio, dtype=np.float32), -1, 1), SAMPLE_RATE, format="WAV", subtype="PCM_24")
         atomic_write_bytes(self.root / "audio.wav", buffer.getvalue())
 
     def write_array(self, name: str, array: np.ndarray, *, ground_truth: bool = False) -> None:
