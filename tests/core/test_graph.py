@@ -92,3 +92,19 @@ def test_run_nodes_names_a_missing_graph_input():
     modules = graph.build_modules(["mel"])
     with pytest.raises(ValueError, match=r"node 'mel' needs \$audio, which this run was not given"):
         run_nodes(graph, modules, {"pose": torch.eye(4)[None]}, Timeline(16000, 16000))
+
+
+def test_context_comes_from_the_dataset_when_it_exists(tmp_path):
+    import json
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"fps": "30000/1001", "height": 128, "width": 128, "n_frames": 900}))
+    spec = SPEC.replace("data: {synthetic: {seconds: 10, size: 128}, fps: 30000/1001}", f"data: {{dataset: {tmp_path}}}")
+    graph = load_graph("hybrid.yaml", text=spec, components=corpus_registry())
+    assert graph.context.video_fps == Fraction(30000, 1001)
+    assert (graph.context.image_size, graph.context.n_frames) == (128, 900)
+    assert graph.nodes["head"].outputs["rgb"] == Frames(128, 128, Fraction(30000, 1001))
+
+
+def test_synthetic_context_knows_its_frame_count():
+    graph = load_graph("hybrid.yaml", text=SPEC, components=corpus_registry())
+    assert graph.context.n_frames == 299  # 10 s at 30000/1001 fps

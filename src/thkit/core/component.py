@@ -46,6 +46,7 @@ class GraphContext:
     video_fps: Fraction = Fraction(25)
     sample_rate: int = 16000
     image_size: int = 512
+    n_frames: int = 0  # frames of training video, when known before building (0: not known yet)
 
 
 class PortMismatch(Exception):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from thkit.core import hooks
 from thkit.core.component import Component, GraphContext, PortMismatch
 from thkit.core.errors import Problem, SpecError, ThkitError, did_you_mean, listing
-from thkit.core.inputs import graph_inputs
+from thkit.core.inputs import context_for, graph_inputs
 from thkit.core.overrides import apply_overrides
 from thkit.core.ports import Port, compatible
 from thkit.core.registry import Registry, registry
@@ -179,7 +179,7 @@ class _Checker:
         spec = self.structure(data)
         if spec is None:
             return None
-        context = GraphContext(video_fps=spec.data.fps, image_size=spec.data.image_size)
+        context = context_for(spec.data)
         graph = Graph(spec, self.positions, context, graph_inputs(context))
         self.wire(graph)
         self.check_outputs(graph)
@@ -197,7 +197,7 @@ class _Checker:
         nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
         sound_nodes = {name: node for name, node in ((n, _or_none(NodeSpec, raw)) for n, raw in nodes.items()) if node}
         data_spec = _or_none(DataSpec, data.get("data"))
-        context = GraphContext(video_fps=data_spec.fps, image_size=data_spec.image_size) if data_spec else GraphContext()
+        context = context_for(data_spec) if data_spec else GraphContext()
         partial = Spec.model_construct(nodes=sound_nodes, outputs={})
         graph = Graph(partial, self.positions, context, graph_inputs(context))
         self.wire(graph, skip_missing=set(nodes) - set(sound_nodes))

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+from pathlib import Path
+
 from thkit.core.component import GraphContext
 from thkit.core.ports import Audio, Frames, Landmarks, Pose, Port, Seq
+from thkit.core.spec import DataSpec
+from thkit.core.timebase import as_rate
+
+
+def context_for(data: DataSpec) -> GraphContext:
+    """The graph context of a spec's data: from the dataset's own dataset.json when it exists.
+
+    Only the documented keys fps, height and n_frames are read (see thkit.data.layout), so that
+    validation stays fast and torch-free. A synthetic subject's size is known from its params.
+    """
+    fps, size, n_frames = data.fps, data.image_size, 0
+    if data.synthetic is not None:
+        n_frames = int(Fraction(str(data.synthetic.seconds)) * fps)
+    manifest = Path(data.dataset) / "dataset.json" if data.dataset is not None else None
+    if manifest is not None and manifest.is_file():
+        try:
+            meta = json.loads(manifest.read_text())
+            fps, n_frames = as_rate(meta["fps"]), int(meta["n_frames"])
+            size = data.size or int(meta["height"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable metadata is reported when the dataset is opened
+    return GraphContext(video_fps=fps, image_size=size, n_frames=n_frames)
 
 
 def graph_inputs(context: GraphContext) -> dict[str, Port]:
