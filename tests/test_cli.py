@@ -133,3 +133,10 @@ def test_encode_writes_every_node_output(tmp_path):
 def test_encode_of_a_missing_file_exits_2(tmp_path):
     result = thkit("encode", EXAMPLE, "--audio", tmp_path / "none.wav", "-o", tmp_path / "out.npz")
     assert result.returncode == 2 and "none.wav" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_preprocess_of_a_file_that_is_not_a_video_exits_2(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x01 not a video at all" * 100)
+    result = thkit("preprocess", tmp_path / "clip.mp4", "-o", tmp_path / "dataset")
+    assert result.returncode == 2 and "clip.mp4" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "dataset" / "dataset.json").exists()

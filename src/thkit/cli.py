@@ -159,6 +159,35 @@ def synth(output: Path, seconds: float, size: int, seed: int) -> None:
     out.print(f"[green]ok[/green] wrote {dataset}: video.mp4, frames, masks, arrays and ground_truth/")
 
 
+@cli.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "dataset", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to write; an unfinished run there is resumed.")
+@click.option("--fps", default="25", show_default=True, help="Frame rate of the dataset, e.g. 25 or 30000/1001.")
+@click.option("--size", default=512, show_default=True, type=int, help="Width and height of the square frames, in pixels.")
+def preprocess(video: Path, dataset: Path, fps: str, size: int) -> None:
+    """Turn a talking-head VIDEO into a dataset: frames, audio, landmarks, head poses, masks."""
+    import warnings
+
+    from thkit.data.preprocess import preprocess as run_preprocess
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_preprocess(video, dataset, fps=fps, size=size, progress=True)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            err.print(f"[yellow]warning:[/yellow] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
+    meta = result.meta
+    table = Table(title=str(dataset), show_header=False)
+    table.add_column()
+    table.add_column()
+    table.add_row("frames", f"{meta.n_frames} at {meta.fps} fps, {meta.width} x {meta.height} px ({meta.n_frames - meta.n_val} train, {meta.n_val} val)")
+    table.add_row("focal length", f"{meta.intrinsics.focal:.0f} px")
+    table.add_row("head pose fit", f"{meta.extra['pose']['reprojection_px_mean']:.2f} px mean reprojection error")
+    table.add_row("warnings", str(len(meta.extra["warnings"])))
+    out.print(table)
+    out.print(f"[green]ok[/green] wrote {dataset}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into a message and exit status 2."""
     try:
