@@ -116,11 +116,21 @@ class FeatureCache:
 
 
 def module_digest(module: nn.Module) -> str:
-    """sha256 over a module's state (names, dtypes, shapes, values): its weights' identity."""
+    """A module's weights' identity: its own `cache_identity()` when it has one, else `state_digest`.
+
+    A module with large frozen weights (a pretrained HuBERT) defines `cache_identity()` to hash them
+    once per process instead of on every lookup.
+    """
+    identity = getattr(module, "cache_identity", None)
+    return identity() if callable(identity) else state_digest(module.state_dict())
+
+
+def state_digest(state: Mapping[str, Tensor]) -> str:
+    """sha256 over named tensors (names, dtypes, shapes, values)."""
     import torch
 
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(memoryview(flat.view(torch.uint8).numpy()))

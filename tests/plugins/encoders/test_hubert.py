@@ -81,15 +81,18 @@ def test_contract(tiny):
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_clip_within_one_pass_is_exactly_the_transformers_model(tiny, flavour):
-    """Same numbers as HubertModel on the centred padding, for the last and the intermediate layers."""
+    """Same numbers as HubertModel on the centred padding, for the last and the intermediate layers.
+
+    6 s: the convolutions run in 5 s blocks, and the whole clip's group-norm statistics are used.
+    """
     from transformers import HubertModel
 
-    audio = speechlike(2.0)
+    audio = speechlike(6.0)
     reference = HubertModel.from_pretrained(tiny[flavour]).eval()
     with torch.inference_mode():
         expected = reference(F.pad(audio, (40, 40))[None], output_hidden_states=True)
     last = features(audio, weights=str(tiny[flavour]), normalize=False)
-    assert last.shape == (100, 32)
+    assert last.shape == (300, 32)
     assert torch.allclose(last, expected.last_hidden_state[0], atol=1e-4)
     for layer in (0, 1):
         hidden = features(audio, weights=str(tiny[flavour]), normalize=False, layer=layer)
@@ -152,6 +155,16 @@ def test_trainable_backbone_gets_gradients(tiny):
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
+def test_bfloat16_is_close_to_float32(tiny):
+    audio = speechlike(3.0)
+    exact = features(audio, weights=str(tiny["base-like"]), chunk_seconds=1)
+    fast = features(audio, weights=str(tiny["base-like"]), chunk_seconds=1, precision="bfloat16")
+    assert fast.dtype == torch.float32
+    assert (fast - exact).norm() / exact.norm() < 0.05
+    with pytest.raises(PortMismatch, match="precision: bfloat16 is for inference"):
+        encoder(weights=str(tiny["base-like"]), precision="bfloat16", trainable=True).outputs()
+
+
 def test_wav2vec2_family(tmp_path):
     from transformers import Wav2Vec2Model
 
@@ -192,3 +205,18 @@ def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):
     with pytest.raises(ThkitError, match="weights folder '.*nowhere' does not exist"):
         encoder(weights=str(tmp_path / "nowhere"), hidden=768).build()
 
+
+
+def test_cache_identity_hashes_the_frozen_backbone_once(tiny, monkeypatch):
+    import thkit.audio.cache as cache
+
+    module = encoder(weights=str(tiny["base-like"])).build()
+    calls = []
+    real = cache.state_digest
+    monkeypatch.setattr(cache, "state_digest", lambda state: calls.append(len(state)) or real(state))
+    first = cache.module_digest(module)
+    second = cache.module_digest(module)
+    assert first == second
+    backbone_tensors = sum(1 for key in module.state_dict() if key.startswith("backbone."))
+    assert calls.count(backbone_tensors) == 1  # the backbone was hashed on the first lookup only
+    assert module.cache_identity() != encoder(weights=str(tiny["large-like"])).build().cache_identity()

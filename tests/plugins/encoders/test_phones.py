@@ -55,6 +55,17 @@ def test_forced_alignment_gives_the_sentence_phones_in_order(module, speech):
     assert (labels[end_of_world : end_of_world + 60] == 0).any()
 
 
+def test_alignment_in_segments_matches_one_piece(module, speech, monkeypatch):
+    """Long clips are phone-aligned in segments (bounded memory); the seams cost almost nothing."""
+    from thkit.plugins.encoders import _phones_module
+
+    whole = encode(module, speech, text=SENTENCE)
+    monkeypatch.setattr(_phones_module, "ALIGN_SEGMENT_FRAMES", 150)  # 1.5 s: several segments
+    pieces = encode(module, speech, text=SENTENCE)
+    assert phone_sequence(pieces) == EXPECTED
+    assert (pieces.argmax(dim=1) == whole.argmax(dim=1)).float().mean() > 0.9
+
+
 def test_recognition_without_a_transcript_finds_most_of_the_same_phones(module, speech):
     aligned = encode(module, speech, text=SENTENCE)
     recognised = encode(module, speech)
@@ -108,3 +119,13 @@ def test_rows_are_exact_for_any_length(module):
         features = encode(module, torch.zeros(n_samples))
         assert features.shape == (n_samples // 160, 40)
         assert torch.equal(features.sum(dim=1), torch.ones(n_samples // 160))
+
+
+def test_a_used_module_still_copies_and_pickles(module):
+    import copy
+    import pickle
+
+    audio = torch.zeros(1600)
+    encode(module, audio)  # makes and keeps a pocketsphinx decoder, which cannot be pickled
+    for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert torch.equal(encode(clone, audio), encode(module, audio))
