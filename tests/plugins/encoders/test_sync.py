@@ -22,15 +22,6 @@ def make(params: dict, sample_rate: int = SR, fps: Fraction = Fraction(FPS)) -> 
     return SyncEncoder(SyncEncoder.Params(**params), {"audio": Audio(sample_rate)}, GraphContext(video_fps=fps))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs on a shared 2-core machine run several times faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_contract_default_and_small():
     assert "outputs match their ports exactly on two clip lengths, finite and deterministic" in check_component(SyncEncoder)
     check_component(SyncEncoder, params=SMALL, check_import=False)

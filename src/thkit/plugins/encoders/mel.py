@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from thkit.core import Accepts, Audio, Component, Params, PortMismatch, Seq, Timeline
+from thkit.core import Accepts, Audio, Component, Params, PortMismatch, Seq
 
 if TYPE_CHECKING:
-    from torch import Tensor, nn
+    from torch import nn
 
 
 class MelParams(Params):
