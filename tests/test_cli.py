@@ -44,10 +44,9 @@ def test_build_check_prints_the_node_table():
         assert text in result.stdout
 
 
-def test_build_without_check_says_training_is_not_available():
-    result = thkit("build", EXAMPLE)
-    assert result.returncode == 2
-    assert "training is not available" in result.stderr and "Traceback" not in result.stderr
+def test_build_check_takes_no_training_options():
+    result = thkit("build", EXAMPLE, "--check", "--resume")
+    assert result.returncode == 2 and "--check only validates" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["many-problems", "yaml-syntax", "not-utf8", "cycle", "unknown-type"])

@@ -36,18 +36,33 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--check", is_flag=True, help="Validate the spec and construct every module, then stop.")
+@click.option("--check", is_flag=True, help="Validate the spec and construct every module, then stop (no training).")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="Run folder to train into (default: runs/<spec name>).")
+@click.option("--resume", is_flag=True, help="Continue the run in the run folder from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace a run that is already in the run folder.")
+@click.option("--stages", metavar="A,B", help="Train only these stages (comma-separated); the others' weights come from the run folder.")
 @SET_OPTION
-def build(spec: Path, check: bool, overrides: tuple[str, ...]) -> None:
-    """Validate SPEC, build its graph and (later) train it."""
+def build(
+    spec: Path, check: bool, run_dir: Path | None, resume: bool, force: bool, stages: str | None, overrides: tuple[str, ...]
+) -> None:
+    """Validate SPEC, build its graph and train it, stage by stage, into a run folder."""
+    if check:
+        if run_dir is not None or resume or force or stages is not None:
+            raise click.UsageError("--check only validates; it takes no --out, --resume, --force or --stages")
+        _check_build(spec, overrides)
+        return
+    from thkit.train import train
+
+    names = [name.strip() for name in stages.split(",") if name.strip()] if stages is not None else None
+    run = train(spec, run_dir, overrides=overrides, resume=resume, force=force, stages=names)
+    out.print(f"[green]ok[/green] trained {spec} into {run} (weights.safetensors, preview.mp4, metrics.jsonl, tb/)")
+
+
+def _check_build(spec: Path, overrides: tuple[str, ...]) -> None:
+    """`thkit build SPEC --check`: validate, construct every module, and list them."""
     from thkit.core.graph import load_graph
 
     graph = load_graph(spec, overrides=overrides)
-    if not check:
-        raise ThkitError(
-            "training is not available in this version of thkit; only `thkit build SPEC --check` is",
-            hint="run `thkit build SPEC --check` to validate the spec and construct its modules",
-        )
     modules = graph.build_modules()
     table = Table(title=f"{graph.spec.name}: {len(graph.nodes)} nodes")
     for column in ("node", "kind", "type", "parameters", "outputs"):
