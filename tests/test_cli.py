@@ -30,7 +30,7 @@ def test_version():
 def test_every_command_has_help():
     from thkit.cli import cli
 
-    assert {"build", "plugins", "schema", "graph", "encode"} <= set(cli.commands)
+    assert {"build", "plugins", "schema", "graph", "encode", "synth", "preprocess", "render", "demo"} <= set(cli.commands)
     for name in cli.commands:
         result = thkit(name, "--help")
         assert result.returncode == 0, name
@@ -139,3 +139,15 @@ def test_preprocess_of_a_file_that_is_not_a_video_exits_2(tmp_path):
     result = thkit("preprocess", tmp_path / "clip.mp4", "-o", tmp_path / "dataset")
     assert result.returncode == 2 and "clip.mp4" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "dataset" / "dataset.json").exists()
+
+
+def test_render_of_a_folder_that_is_not_a_run_exits_2(tmp_path):
+    (tmp_path / "not-a-run").mkdir()
+    result = thkit("render", tmp_path / "not-a-run", "--text", "Hello there.", "-o", tmp_path / "out.mp4")
+    assert result.returncode == 2 and "not-a-run" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_render_needs_exactly_one_of_audio_or_text(tmp_path):
+    result = thkit("render", tmp_path, "-o", tmp_path / "out.mp4")
+    assert result.returncode == 2 and "exactly one of --audio FILE or --text" in result.stderr

@@ -203,6 +203,31 @@ def preprocess(video: Path, dataset: Path, fps: str, size: int) -> None:
     out.print(f"[green]ok[/green] wrote {dataset}")
 
 
+@cli.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--audio", "audio_path", type=click.Path(dir_okay=False, path_type=Path), help="Speech to drive the avatar (any audio or video file).")
+@click.option("--text", help='Speak this with the built-in offline voice instead, e.g. --text "Hello there."')
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The mp4 to write (H.264 + AAC).")
+@click.option("--poses", type=click.Path(dir_okay=False, path_type=Path), help="A .npy of [frames, 4, 4] camera-to-world poses (default: replay training poses).")
+def render(run: Path, audio_path: Path | None, text: str | None, output: Path, poses: Path | None) -> None:
+    """Render the trained RUN saying new audio or text, into an mp4 with the audio muxed in."""
+    from thkit.render.pipeline import render_run
+
+    if (audio_path is None) == (text is None):
+        raise click.UsageError('give exactly one of --audio FILE or --text "..."')
+    written = render_run(run, output, audio_path=audio_path, text=text, poses=poses)
+    out.print(f"[green]ok[/green] wrote {written}")
+
+
+@cli.command()
+@click.option("--out", "run_dir", default=Path("runs/demo"), show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder of the demo.")
+def demo(run_dir: Path) -> None:
+    """Train examples/demo.yaml on the synthetic subject, render a held-out sentence, print metrics."""
+    from thkit.demo import print_metrics, run_demo
+
+    print_metrics(run_demo(run_dir))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into a message and exit status 2."""
     try:
