@@ -27,7 +27,7 @@ from thkit.data.synth.portrait import EXPRESSIONS, Head, build_head, mouth_openi
 from thkit.data.synth.render import Camera, Scene, camera_to_world
 from thkit.data.synth.speech import SAMPLE_RATE, Speech, speak_sentences
 from thkit.data.synth.text import STORY
-from thkit.data.synth.video import Mp4Writer
+from thkit.render.video import AudioVideoWriter
 from thkit.data.synth.visemes import REACH, mouth_parameters
 
 FPS = 25
@@ -69,7 +69,7 @@ def generate(out: str | Path, seconds: float = 60, size: int = 256, seed: int = 
         writer = DatasetWriter(out)
         writer.write_audio(speech.audio)
         writer.write_background(np.clip(scene.background + 0.5, 0, 255).astype(np.uint8).reshape(size, size, 3))
-        video = Mp4Writer(out / VIDEO_NAME, size, FPS, speech.audio, SAMPLE_RATE)
+        video = AudioVideoWriter(out / VIDEO_NAME, width=size, height=size, fps=Fraction(FPS), audio=speech.audio, sample_rate=SAMPLE_RATE)
         render = bars.add_task("rendering", total=n_frames)
 
         def frame(index: int) -> np.ndarray:
