@@ -160,8 +160,9 @@ def test_recovers_the_synthetic_subjects_ground_truth(subject, processed):
     assert np.corrcoef(audio, expected)[0, 1] > 0.95
 
 
-def test_dataset_arrays_are_consistent(processed):
+def test_dataset_arrays_are_consistent(subject, processed):
     dataset, _ = processed
+    assert dataset.transcript() == subject.transcript()  # the video's sidecar transcript came along
     n = len(dataset)
     poses = np.asarray(dataset.array("poses"))
     rotations = poses[:, :3, :3]

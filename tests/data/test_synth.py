@@ -130,6 +130,7 @@ def test_transcript_is_what_the_clip_says(subject: Path) -> None:
     record = json.loads((subject / "ground_truth" / "speech.json").read_text())
     transcript = (subject / "ground_truth" / "transcript.txt").read_text().strip()
     assert (subject / "video.txt").read_text().strip() == transcript  # the sidecar of video.mp4
+    assert Dataset(subject).transcript() == transcript  # audio.txt, which training's encoders read
     assert " ".join(STORY).startswith(transcript)
     last_begun = [p["word"] for p in record["phones"] if p["word"]][-1]
     assert transcript.split()[-1].strip(".,").lower() == last_begun

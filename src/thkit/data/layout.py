@@ -4,6 +4,8 @@
 DATASET/
   dataset.json        metadata (below); written last, so its presence means the dataset is complete
   audio.wav           16 kHz mono 24-bit speech, exactly the video's length (frames x 640 samples at 25 fps)
+  audio.txt           optional: what audio.wav says (the source video's sidecar transcript, or the synthetic
+                      subject's text); encoders that use words (`phones`) force-align it instead of guessing
   background.png      the background plate, H x W RGB
   frames/000000.jpg   RGB frames (JPEG quality 95), one per video frame
   masks/000000.png    uint8 label maps: 0 background, 1 torso (and neck), 2 head (face, hair, ears)
@@ -200,6 +202,12 @@ class Dataset:
             raise ThkitError(f"{self.root / 'audio.wav'}: sample rate {rate}, expected {SAMPLE_RATE}", hint="re-create the dataset")
         return audio
 
+    def transcript(self) -> str | None:
+        """What audio.wav says, when the dataset knows (`audio.txt`); None otherwise."""
+        from thkit.audio.speech import transcript_of
+
+        return transcript_of(self.root / "audio.wav")
+
 
 class DatasetWriter:
     """Writes a dataset folder step by step; `finish()` writes dataset.json last."""
@@ -227,6 +235,11 @@ class DatasetWriter:
         # 24-bit PCM: float WAV would carry libsndfile's PEAK chunk, time-stamped, so equal audio gave unequal files.
         soundfile.write(buffer, np.clip(np.asarray(audio, dtype=np.float32), -1, 1), SAMPLE_RATE, format="WAV", subtype="PCM_24")
         atomic_write_bytes(self.root / "audio.wav", buffer.getvalue())
+
+    def write_transcript(self, text: str | None) -> None:
+        """`audio.txt`: what audio.wav says; nothing is written for an unknown (None or blank) transcript."""
+        if text and text.strip():
+            atomic_write_bytes(self.root / "audio.txt", (text.strip() + "\n").encode())
 
     def write_array(self, name: str, array: np.ndarray, *, ground_truth: bool = False) -> None:
         if name not in ARRAYS:

@@ -42,7 +42,9 @@ def resolve_dataset(data: DataSpec, root: Path | None = None, *, progress: bool 
         return path.resolve()
     datasets = (root or cache_root()) / "datasets"
     if data.synthetic is not None:
-        params = {"seconds": data.synthetic.seconds, "size": data.image_size, "seed": data.synthetic.seed, "layout": LAYOUT_VERSION}
+        from thkit.data.synth.subject import GENERATOR_VERSION
+
+        params = {"seconds": data.synthetic.seconds, "size": data.image_size, "seed": data.synthetic.seed, "layout": LAYOUT_VERSION, "generator": GENERATOR_VERSION}
         final = datasets / f"synthetic-{_digest(canonical_json(params).encode())}"
         if not (final / "dataset.json").is_file():
             _generate_synthetic(final, data, progress)

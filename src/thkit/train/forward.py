@@ -55,7 +55,9 @@ class GraphRun:
         self.sequence_nodes = [name for name, node in graph.nodes.items() if node.spec.kind in SEQUENCE_KINDS]
         reads_frames = any(ref == Ref(None, "frame") for name in self.sequence_nodes for ref in graph.nodes[name].inputs.values())
         self.inputs = subject.graph_inputs(with_frames=reads_frames)
-        self.timeline = Timeline(self.inputs["audio"].shape[0], graph.context.sample_rate)
+        # The dataset's transcript travels with its audio, as a sidecar does with an --audio file.
+        dataset = subject.dataset
+        self.timeline = Timeline(self.inputs["audio"].shape[0], graph.context.sample_rate, source=str(dataset.root / "audio.wav"), text=dataset.transcript())
         if self.timeline.frames(graph.context.video_fps) < subject.n_frames:
             raise ThkitError(f"{subject.dataset.root}: audio.wav is shorter than the video's {subject.n_frames} frames", hint="re-create the dataset")
 

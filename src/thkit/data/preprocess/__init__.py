@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thkit.audio.speech import transcript_of
 from thkit.core.errors import ThkitError
 from thkit.core.timebase import Rate, as_rate, format_rate
 from thkit.data.layout import Dataset, DatasetMeta, DatasetWriter, Intrinsics, held_out
@@ -74,6 +75,7 @@ def preprocess(video: str | Path, out: str | Path, fps: Rate = 25, size: int = 5
         n_frames = int(scan.arrays["picks"].shape[0])
         framed = run.step("frames", lambda: run.frames(scan.arrays["picks"], crop))
         sound = run.step("audio", lambda: run.audio(n_frames))
+        writer.write_transcript(transcript_of(video))  # a sidecar VIDEO.txt says what the speech says
         tracked = run.step("landmarks", lambda: run.landmarks(n_frames))
         landmarks2d = tracked.arrays["landmarks"]
         fitted = run.step("pose", lambda: run.pose(landmarks2d, crop))

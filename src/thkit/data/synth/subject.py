@@ -34,6 +34,7 @@ FPS = 25
 MIN_SIZE = 64
 MAX_SECONDS = 290  # the story lasts a little over 300 s in the joe voice, whatever the seed
 VIDEO_NAME = "video.mp4"
+GENERATOR_VERSION = 2  # bump when what `generate` writes changes (2: audio.txt), so cached subjects are made again
 WORKERS = 2
 
 
@@ -156,6 +157,7 @@ def _write_truth(writer: DatasetWriter, truth: Truth, speech: Speech, seconds: f
     transcript = (spoken_text(speech, seconds) + "\n").encode()
     atomic_write_bytes(folder / "transcript.txt", transcript)
     atomic_write_bytes(writer.root / Path(VIDEO_NAME).with_suffix(".txt"), transcript)  # the sidecar `--audio` reads
+    writer.write_transcript(transcript.decode())
 
 
 def spoken_text(speech: Speech, seconds: float) -> str:

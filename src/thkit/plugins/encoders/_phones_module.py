@@ -93,10 +93,11 @@ class PhonesModule(nn.Module):
             why = f"words not in the pronouncing dictionary: {', '.join(unknown)}" if unknown else "the transcript has no words"
             warnings.warn(f"phones: cannot align ({why}); recognising phones instead", PhoneAlignmentWarning, stacklevel=3)
             return None
-        try:
-            spans = _align_in_segments(decoder, pcm, words)
-        except RuntimeError:  # pocketsphinx's only signal that the words do not fit the audio
-            spans = None
+        spans = None
+        # A clip cut out of longer speech often cuts its first or last word: drop such a word and try again.
+        for first, last in ((0, len(words)), (0, len(words) - 1), (1, len(words)), (1, len(words) - 1)):
+            if last - first < 1 or (spans := _try_align(decoder, pcm, words[first:last])) is not None:
+                break
         if spans is None:
             warnings.warn("phones: the transcript does not fit the audio; recognising phones instead", PhoneAlignmentWarning, stacklevel=3)
         return spans
@@ -105,6 +106,13 @@ class PhonesModule(nn.Module):
         decoder = self._decoder("recognize")
         _decode(decoder, pcm)
         return [(segment.word, segment.start_frame, segment.end_frame + 1) for segment in decoder.seg() or ()]  # None: nothing decoded
+
+
+def _try_align(decoder: pocketsphinx.Decoder, pcm: bytes, words: list[str]) -> list[Span] | None:
+    try:
+        return _align_in_segments(decoder, pcm, words)
+    except RuntimeError:  # pocketsphinx's only signal that the words do not fit the audio
+        return None
 
 
 def _align_in_segments(decoder: pocketsphinx.Decoder, pcm: bytes, words: list[str]) -> list[Span] | None:
