@@ -1,14 +1,17 @@
 """Renderer speed on this machine: triplane-nerf frames/s and training rays/s, nerfstudio's nerfacto for scale.
 
-Run: python benchmarks/bench_render.py [--threads N] [--steps 200] [--sizes 128,256,512] [--no-nerfacto]
+Run: python benchmarks/bench_render.py [--threads N] [--steps 200] [--sizes 128,256,512] [--head demo] [--no-nerfacto]
 
-Everything uses the renderers' default params, on the synthetic subject (2 s, 128 px, its real cameras).
+Everything uses the renderers' default params (`--head demo`: the head's params in examples/demo.yaml,
+the sizes `thkit demo` trains), on the synthetic subject (2 s, 128 px, its real cameras).
 
 - **render**: one whole frame (every pixel; eval mode, `torch.inference_mode`) at each size, in frames/s.
   Twice: *untrained* (no occupancy grid yet, so every ray crossing the head's box is sampled in full,
   and the hazy untrained field never stops a ray early) and *trained* for `--steps` steps (the grid
-  skips empty space, opaque rays stop early: the state a real run renders in). The torso-2d layer
-  behind the head is timed on its own.
+  skips empty space, and the density cache places the samples: the state a real run renders in),
+  then trained again without the density cache (the field's own coarse pass places them, as in
+  training). Sampling the density cache, once per trained renderer, is timed on its own. The
+  torso-2d layer behind the head is timed on its own.
 - **train**: forward + backward + Adam step on 4096 random rays of the subject's frames, in rays/s;
   the occupancy grid refresh every 16 steps is included.
 - **nerfacto**: nerfstudio's `NerfactoModel` (implementation "torch", its default sizes, the head's box
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's own choice)")
     parser.add_argument("--steps", type=int, default=200, help="training steps before the 'trained' renders")
     parser.add_argument("--sizes", default="128,256,512", help="frame sizes to render")
+    parser.add_argument("--head", choices=("default", "demo"), default="default", help="head params: defaults, or examples/demo.yaml's")
     parser.add_argument("--no-nerfacto", action="store_true", help="skip the nerfacto comparison")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -56,17 +60,22 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         data = Subject(Path(folder) / "subject")
-        head, torso = build_renderers(len(data.poses))
+        head, torso = build_renderers(len(data.poses), head_params(args.head))
         rows = [render_row("untrained", head, data, sizes)]
         train_seconds = train(head, data, args.steps)
+        cache_seconds = sample_density_cache(head)
         rows.append(render_row(f"trained {args.steps} steps", head, data, sizes))
+        cache, head.density_cache = head.density_cache, None
+        rows.append(render_row(f"trained {args.steps} steps, coarse pass (no density cache)", head, data, sizes))
+        head.density_cache = cache
         torso_row = render_torso(torso, data, sizes)
         ours_train = RAYS * args.steps / train_seconds
         ours_eval = forward_rays_per_second(head, data)
         nerfacto = None if args.no_nerfacto else time_nerfacto(data)
 
     load = os.getloadavg()[0]
-    print(f"torch threads: {torch.get_num_threads()}, load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores\n")
+    print(f"torch threads: {torch.get_num_threads()}, load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
+    print(f"head params: {args.head}; density cache sampled in {cache_seconds:.2f} s (once per trained renderer)\n")
     print("| triplane-nerf, whole frame | " + " | ".join(f"{s}x{s}" for s in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for name, fps in rows + [torso_row]:
@@ -74,7 +83,7 @@ def main() -> None:
     print("\nTarget: >= 5 frames/s at 256x256 on this CPU.\n")
     print("| 4096 rays of the subject | training (fwd+bwd+Adam) | forward only |")
     print("|---|---|---|")
-    print(f"| triplane-nerf (defaults) | {ours_train:,.0f} rays/s | {ours_eval:,.0f} rays/s |")
+    print(f"| triplane-nerf ({args.head} params) | {ours_train:,.0f} rays/s | {ours_eval:,.0f} rays/s |")
     if nerfacto is not None:
         print(f"| nerfacto (torch, defaults) | {nerfacto[0]:,.0f} rays/s | {nerfacto[1]:,.0f} rays/s |")
         print(f"| ratio triplane-nerf / nerfacto | {ours_train / nerfacto[0]:.1f}x | {ours_eval / nerfacto[1]:.1f}x |")
@@ -127,7 +136,17 @@ class Subject:
         return batch, {"audio": self.audio[index : index + 1], "pose": self.poses[index : index + 1]}
 
 
-def build_renderers(n_frames: int):
+def head_params(which: str) -> dict:
+    """The head's params: {} for the defaults, or the `head` node's params of examples/demo.yaml."""
+    if which == "default":
+        return {}
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parent.parent / "examples" / "demo.yaml").read_text())
+    return spec["nodes"]["head"]["params"]
+
+
+def build_renderers(n_frames: int, params: dict):
     import torch
 
     from thkit.core import Frames, GraphContext, Pose, Seq
@@ -137,7 +156,7 @@ def build_renderers(n_frames: int):
     fps = Fraction(25)
     context = GraphContext(video_fps=fps, image_size=SUBJECT_SIZE, n_frames=n_frames)
     torch.manual_seed(0)
-    head = TriplaneNerf(TriplaneNerf.Params(), {"audio": Seq(64, fps), "pose": Pose(fps)}, context).build()
+    head = TriplaneNerf(TriplaneNerf.Params(**params), {"audio": Seq(64, fps), "pose": Pose(fps)}, context).build()
     torso = Torso2d(Torso2d.Params(), {"head": Frames(SUBJECT_SIZE, SUBJECT_SIZE, fps), "pose": Pose(fps)}, context).build()
     return head, torso
 
@@ -158,6 +177,17 @@ def train(head, data: Subject, steps: int) -> float:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    return time.perf_counter() - start
+
+
+def sample_density_cache(head) -> float:
+    """Seconds to sample the trained head's density cache (the first render without gradient does it)."""
+    import torch
+
+    head.eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        head.refreshed_cache()
     return time.perf_counter() - start
 
 

@@ -9,6 +9,7 @@ import torch
 from thkit.core.pixels import PixelBatch
 from thkit.render.nerf.bounds import BoxRays, intersect_box, rays_in_box
 from thkit.render.nerf.compose import alpha_entropy, over, over_background
+from thkit.render.nerf.density_cache import DensityCache
 from thkit.render.nerf.encodings import MultiResPlanes2d, MultiResTriplanes
 from thkit.render.nerf.occupancy import OccupancyGrid
 from thkit.render.nerf.sampling import CoarseToFine, front_to_back, ray_bundle
@@ -62,7 +63,9 @@ def test_triplanes_concatenate_kplanes_levels():
     points = torch.rand(10, 3) * 2 - 1
     features = planes(points)
     assert features.shape == (10, 6) and planes.out_dim == 6
+    assert torch.equal(features[:, :3], planes.levels[0](points))  # one batched grid_sample per level: KPlanes' values exactly
     assert torch.equal(features[:, 3:], planes.levels[1](points))
+    assert features.is_contiguous()
 
 
 def test_planes_2d_are_bilinear_on_the_grid():
@@ -122,3 +125,68 @@ def test_occupancy_grid_update_threshold_and_clip():
     assert clipped.index.tolist() == [7]  # the ray through the corner crosses nothing
     # The occupied cells span z in [-0.5, 0.5]: 4.5 to 5.5 from the camera at z = 5.
     assert math.isclose(float(clipped.nears[0]), 4.5, rel_tol=1e-6) and math.isclose(float(clipped.fars[0]), 5.5, rel_tol=1e-6)
+
+
+def test_occupancy_clip_matches_a_lookup_at_every_step():
+    """The clip, done in cell units on the padded mask, against `occupied` at each of its 2 x resolution points."""
+    grid = OccupancyGrid(resolution=8, bound=1.0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        grid.density[1, 1, 1] = grid.density[6, 5, 2] = 10.0  # two dense cells, dilated into two 3 x 3 x 3 blocks
+        grid.updates.fill_(1)
+    count = 2000
+    origins = torch.randn(count, 3, generator=generator) * 2
+    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator) - origins / 3, dim=-1)
+    enter, leave = intersect_box(origins, directions, LOWER, UPPER)
+    hits = (leave > enter.clamp(min=0)).nonzero().squeeze(-1)
+    rays = BoxRays(origins[hits], directions[hits], enter[hits].clamp(min=0), leave[hits], torch.zeros(len(hits), dtype=torch.long), hits)
+    steps = 2 * grid.resolution
+    edges = torch.arange(steps + 1) / steps
+    span = rays.fars - rays.nears
+    centres = rays.nears[:, None] + span[:, None] * (edges[:-1] + edges[1:]) / 2
+    inside = grid.occupied(rays.origins[:, None, :] + centres[..., None] * rays.directions[:, None, :])  # [H, steps]
+    crossing = inside.any(dim=-1)
+    assert 0 < int(crossing.sum()) < len(hits)
+    clipped = grid.clip(rays)
+    assert torch.equal(clipped.index, rays.index[crossing])
+    first = inside.int().argmax(dim=-1)[crossing]
+    last = steps - 1 - inside.flip(-1).int().argmax(dim=-1)[crossing]
+    assert torch.allclose(clipped.nears, rays.nears[crossing] + span[crossing] * edges[first], atol=1e-5)
+    assert torch.allclose(clipped.fars, rays.nears[crossing] + span[crossing] * edges[last + 1], atol=1e-5)
+
+
+def test_density_cache_samples_occupied_cells_once_per_key():
+    cache = DensityCache(resolution=4, bound=1.0)
+    calls = []
+
+    def density(points: torch.Tensor) -> torch.Tensor:
+        calls.append(len(points))
+        return 10.0 + points[:, 0]  # x at the cell centre, plus 10
+
+    def occupied(points: torch.Tensor) -> torch.Tensor:
+        return points[:, 2] > 0  # the upper half in z
+
+    cache.refresh("weights v1", density, occupied)
+    assert calls == [32] and cache.density.shape == (4, 4, 4)
+    assert (cache.density[:, :, :2] == 0).all()  # unoccupied cells hold nothing
+    assert torch.allclose(cache.density[:, 1, 3], torch.tensor([9.25, 9.75, 10.25, 10.75]))
+    cache.refresh("weights v1", density, occupied)
+    assert calls == [32]  # the same key: not sampled again
+    cache.refresh("weights v2", density, occupied)
+    assert calls == [32, 32]
+    points = torch.tensor([[-0.9, -0.9, 0.9], [0.3, 0.1, 0.6], [0.3, 0.1, -0.6], [1.3, 0.0, 0.9]])
+    looked_up = cache(points)  # the cell each point falls in; past the +x face, the cell at the face
+    assert looked_up.shape == (4, 1)
+    assert torch.allclose(looked_up[:, 0], torch.tensor([9.25, 10.25, 0.0, 10.75]))
+    assert "density" not in cache.state_dict()  # derived data: never saved with the weights
+
+
+def test_fine_samples_from_a_lookup_gather_at_the_wall():
+    origins = torch.zeros(4, 3)
+    directions = torch.tensor([[1.0, 0.0, 0.0]]).expand(4, 3)
+    box = BoxRays(origins, directions, torch.zeros(4), torch.full((4,), 4.0), torch.zeros(4, dtype=torch.long), torch.arange(4))
+    sampler = CoarseToFine(coarse=32, fine=8).eval()
+    fine = sampler.from_lookup(ray_bundle(box), lambda points: torch.where(points[..., :1] > 1.0, 1e3, 0.0))
+    middles = (fine.frustums.starts + fine.frustums.ends)[..., 0] / 2
+    assert middles.shape == (4, 8)
+    assert ((middles > 0.8) & (middles < 1.4)).float().mean() > 0.8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from thkit.plugins.encoders.mel import MelEncoder
 from thkit.plugins.fusion.concat import ConcatFusion
 from thkit.plugins.renderers.torso_2d import Torso2d
 from thkit.plugins.renderers.triplane_nerf import TriplaneNerf
+from thkit.render.nerf.bounds import rays_in_box
 from thkit.render.nerf.compose import over_background
 from thkit.testing import check_component
 from tests.plugins.renderers.frames import Frame, psnr
@@ -229,22 +231,35 @@ def test_whole_frame_renders_the_same_in_chunks():
     assert whole["rgba"].shape == (64 * 64, 4)
 
 
+def occupy_a_central_block(module: torch.nn.Module) -> None:
+    """Mark a block of cells at the centre of the occupancy grid dense, and the grid ready (as after training)."""
+    grid = module.occupancy
+    g = grid.resolution
+    with torch.no_grad():
+        grid.density.zero_()
+        grid.density[g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4] = 1e3
+        grid.updates.fill_(1)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_runs_on_cuda():
-    module = build(SMALL).cuda().eval()
+    module = build(dict(SMALL, density_cache=32)).cuda().eval()
     with torch.no_grad():
         out = module(random_batch(), conditions(2))
-    assert out["rgba"].device.type == "cuda"
+        occupy_a_central_block(module)  # the occupancy clip and the density cache on the device too
+        fast = module(random_batch(), conditions(2))
+    assert out["rgba"].device.type == "cuda" and fast["rgba"].device.type == "cuda"
+    assert module.density_cache.density.is_cuda and (fast["rgba"][:, 3] > 0).any()
 
 
 # -- learning --------------------------------------------------------------------------------------
 
 
-def test_learns_one_frame(subject):
-    """Overfit the head of one synthetic frame from random rays: PSNR well above 22 dB within 150 steps."""
+@pytest.fixture(scope="module")
+def one_frame(subject) -> tuple[torch.nn.Module, Frame, dict[str, torch.Tensor], torch.Tensor]:
+    """The head of one synthetic frame overfitted from random rays (150 steps): (module in eval mode, frame, conditions, target)."""
     frame = Frame(subject, 0)
-    head = frame.labels == 2
-    target = torch.where(head[:, None], frame.rgb, frame.background)  # the head over the plate; the torso is torso-2d's
+    target = torch.where((frame.labels == 2)[:, None], frame.rgb, frame.background)  # the head over the plate; the torso is torso-2d's
     module = build(n_frames=len(subject)).train()
     cond = {"audio": torch.randn(1, AUDIO.dim), "pose": frame.pose, "blink": torch.zeros(1, 1)}
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-15)
@@ -256,16 +271,91 @@ def test_learns_one_frame(subject):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    return module.eval(), frame, cond, target
 
-    module.eval()
+
+def test_learns_one_frame(one_frame):
+    """PSNR well above 22 dB on the head within 150 steps."""
+    module, frame, cond, target = one_frame
+    head = frame.labels == 2
     assert module.occupancy.ready
     with torch.no_grad():
         rendered = over_background(module(frame.full(), cond)["rgba"], frame.background)
-        module.occupancy.updates.zero_()  # the same frame without skipping empty space
-        unskipped = over_background(module(frame.full(), cond)["rgba"], frame.background)
     assert psnr(rendered[head], target[head]) > 22
     assert psnr(rendered, target) > 27
-    assert psnr(rendered, unskipped) > 35  # the occupancy grid only skips what renders as nothing
+
+
+def test_occupancy_grid_only_skips_what_renders_as_nothing(one_frame):
+    trained, frame, cond, _ = one_frame
+    module = copy.deepcopy(trained)
+    module.density_cache = None  # the field's own coarse pass, with and without the grid
+    with torch.no_grad():
+        skipped = over_background(module(frame.full(), cond)["rgba"], frame.background)
+        module.occupancy.updates.zero_()
+        unskipped = over_background(module(frame.full(), cond)["rgba"], frame.background)
+    assert psnr(skipped, unskipped) > 35
+
+
+def counting_field(module: torch.nn.Module) -> list[int]:
+    """Points evaluated by each call of `module.field` from now on."""
+    counts: list[int] = []
+    field = module.field
+
+    def counted(positions: torch.Tensor, *args):
+        counts.append(positions.shape[0] * positions.shape[1])
+        return field(positions, *args)
+
+    module.field = counted
+    return counts
+
+
+def test_density_cache_renders_as_the_coarse_pass(one_frame):
+    """The fast path (samples placed by the density cache) against the reference (the field's coarse pass), same weights."""
+    fast, frame, cond, target = one_frame
+    reference = copy.deepcopy(fast)
+    reference.density_cache = None
+    batch = frame.full()
+    with torch.no_grad():
+        fast(batch, cond)  # samples the cache
+        fast_points, reference_points = counting_field(fast), counting_field(reference)
+        quick, slow = fast(batch, cond), reference(batch, cond)
+    del fast.field, reference.field
+    assert sum(fast_points) < 0.5 * sum(reference_points)  # the 16 fine points of 32 + 16 a ray (about 0.35 with early stopping)
+    quick_rgb, slow_rgb = over_background(quick["rgba"], frame.background), over_background(slow["rgba"], frame.background)
+    assert psnr(quick_rgb, slow_rgb) > 35  # about 40 dB
+    assert psnr(quick_rgb, target) > psnr(slow_rgb, target) - 0.5  # about 0.3 dB below on this toy, 0.03 dB on the demo's run
+
+    in_box = torch.zeros(batch.n_rays, dtype=torch.bool)
+    in_box[rays_in_box(batch, fast.bound, fast.near, fast.far).index] = True
+    assert 0 < int((~in_box).sum()) < batch.n_rays
+    for out in (quick, slow):  # a pixel whose ray misses the box is exactly the background
+        assert (out["rgba"][~in_box] == 0).all() and (out["depth"][~in_box] == fast.far).all()
+        assert (out["reg_ambient"][~in_box] == 0).all() and (out["reg_eye"][~in_box] == 0).all()
+    assert torch.equal(quick_rgb[~in_box], frame.background[~in_box])
+    assert torch.equal(quick["rgba"][slow["rgba"][:, 3] == 0], slow["rgba"][slow["rgba"][:, 3] == 0])  # the grid skips the same rays
+
+
+def test_density_cache_follows_the_weights():
+    module = build(dict(SMALL, density_cache=32)).eval()
+    batch = PixelBatch.full_frames(facing_cameras(1), torch.tensor([192.0, 32.0, 32.0]), 64, 64)
+    occupy_a_central_block(module)
+    with torch.no_grad():
+        first = module(batch, conditions())["rgba"]
+        sampled = module.density_cache.density
+        assert sampled.shape == (32, 32, 32) and 0 < int((sampled > 0).sum()) < 32**3  # the occupied cells only
+        module(batch, conditions())
+        assert module.density_cache.density is sampled  # the same weights: not sampled again
+        module.density_net.layers[-1].bias[0] += 2.0  # denser everywhere
+        second = module(batch, conditions())["rgba"]
+        assert module.density_cache.density is not sampled and (module.density_cache.density >= sampled).all()
+        assert second[:, 3].sum() > first[:, 3].sum()
+    assert not any("density_cache" in key for key in module.state_dict())  # derived data, not weights
+
+    reference = copy.deepcopy(module)
+    reference.density_cache = None
+    with torch.enable_grad():  # with gradient, even in eval mode, the field's own coarse pass places the samples
+        assert torch.equal(module(batch, conditions())["rgba"], reference(batch, conditions())["rgba"])
+    assert build(dict(SMALL, density_cache=0)).density_cache is None
 
 
 def test_occupancy_grid_skips_rays_that_cross_nothing():

@@ -28,8 +28,7 @@ def intersect_box(
     gives +-inf (the ray is inside it for all t, or never) instead of NaN.
     """
     tiny = torch.finfo(directions.dtype).tiny
-    safe = torch.where(directions.abs() < tiny, torch.full_like(directions, tiny), directions)
-    inverse = 1.0 / safe
+    inverse = 1.0 / directions.where(directions.abs() >= tiny, tiny)
     t_lower = (lower - origins) * inverse
     t_upper = (upper - origins) * inverse
     enter = torch.minimum(t_lower, t_upper).amax(dim=-1)

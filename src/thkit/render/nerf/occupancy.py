@@ -89,18 +89,27 @@ class OccupancyGrid(nn.Module):
         """The rays that cross an occupied cell, each shortened to its occupied stretch.
 
         Each interval is looked up at 2 x resolution evenly spaced points, closer than a cell
-        (the longest interval, the box's diagonal, is sqrt(3) cells per cell of resolution).
+        (the longest interval, the box's diagonal, is sqrt(3) cells per cell of resolution). The
+        points are placed in cell units and looked up in the mask padded with one empty cell on
+        every side, so a point outside the box needs no test of its own: this runs for every ray
+        of a frame that enters the box, and is a handful of passes over [rays, 2 x resolution].
         """
-        steps = 2 * self.resolution
-        span = (rays.fars - rays.nears)[:, None]
-        edges = torch.arange(steps + 1, device=span.device, dtype=span.dtype) / steps  # [steps + 1]
-        centres = rays.nears[:, None] + span * (edges[:-1] + edges[1:]) / 2
-        points = rays.origins[:, None, :] + centres[..., None] * rays.directions[:, None, :]
-        inside = self.occupied(points)  # [H, steps]
-        crossing = inside.any(dim=-1)
-        first = inside.int().argmax(dim=-1)
-        last = steps - 1 - inside.flip(-1).int().argmax(dim=-1)
-        nears = rays.nears + span[:, 0] * edges[first]
-        fars = rays.nears + span[:, 0] * edges[last + 1]
-        keep = crossing.nonzero().squeeze(-1)
+        g, steps = self.resolution, 2 * self.resolution
+        side = g + 2  # the mask padded with one empty cell on every side
+        padded = F.pad(self.mask(), (1, 1, 1, 1, 1, 1)).view(torch.uint8)
+        span = rays.fars - rays.nears
+        scale = g / (2 * self.bound)  # cells per unit length
+        start = (rays.origins + rays.nears[:, None] * rays.directions + self.bound) * scale + 1  # [H, 3], padded cells
+        step = (span * scale / steps)[:, None] * rays.directions  # [H, 3]
+        edges = torch.arange(steps + 1, device=span.device, dtype=span.dtype)  # [steps + 1], in steps
+        centres = edges[:-1] + 0.5
+        x, y, z = (torch.outer(step[:, axis], centres).add_(start[:, axis, None]).floor_().clamp_(0, side - 1) for axis in range(3))
+        flat = (x * side + y).mul_(side).add_(z)  # [H, steps]: each point's padded cell, exact in float32 (side^3 < 2^24)
+        inside = padded.take(flat.long())  # [H, steps], 0 or 1
+        first = inside.argmax(dim=-1)
+        last = steps - 1 - inside.flip(-1).argmax(dim=-1)
+        keep = inside.any(dim=-1).nonzero().squeeze(-1)
+        edges = edges / steps
+        nears = rays.nears + span * edges[first]
+        fars = rays.nears + span * edges[last + 1]
         return BoxRays(rays.origins[keep], rays.directions[keep], nears[keep], fars[keep], rays.slot[keep], rays.index[keep])

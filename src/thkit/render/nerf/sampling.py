@@ -9,7 +9,9 @@ The coarse pass runs front to back in blocks and stops evaluating a ray once its
 fallen below 1e-3: whatever lies behind an opaque face cannot change the weights, and for a trained
 head most rays stop in the first blocks. (An untrained field is hazy everywhere, so this saves
 nothing there.) Rendering with an occupancy grid first shrinks each interval to its occupied
-stretch (`thkit.render.nerf.occupancy`), so the same samples land closer together.
+stretch (`thkit.render.nerf.occupancy`), so the same samples land closer together, and can read
+the coarse densities from a grid sampled once from the trained field (`from_lookup`,
+`thkit.render.nerf.density_cache`) instead of evaluating the field for them.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ class CoarseToFine(nn.Module):
         with torch.no_grad():
             weights = coarse.get_weights(front_to_back(bundle, coarse, density_fn))
         return self.pdf(bundle, coarse, weights)
+
+    @torch.no_grad()
+    def from_lookup(self, bundle: RayBundle, lookup: Callable[[Float[Tensor, "H N 3"]], Float[Tensor, "H N 1"]]) -> RaySamples:
+        """The fine samples, placed by densities looked up (a `DensityCache`) instead of evaluated by the field.
+
+        A lookup is a fraction of a field evaluation, so every coarse sample is looked up: there
+        is nothing to save by stopping at opaque rays.
+        """
+        coarse = self.uniform(bundle)
+        return self.pdf(bundle, coarse, coarse.get_weights(lookup(coarse.frustums.get_positions())))
 
 
 def front_to_back(bundle: RayBundle, samples: RaySamples, density_fn: DensityFn, block: int = COARSE_BLOCK) -> Float[Tensor, "H N 1"]:
