@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
-NEEDS_LPIPS_WEIGHTS = {"damc"}  # its lips stage uses LPIPS, whose backbone weights cannot be downloaded here
+NEEDS_LPIPS_WEIGHTS = {"damc", "landmark"}  # their lips (and torso) stages use LPIPS, whose backbone weights cannot be downloaded here
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=[spec.stem for spec in EXAMPLES])

@@ -81,6 +81,22 @@ def test_ambient_without_a_renderer_that_returns_it_says_so():
         LOSSES["ambient"].compute(inputs)
 
 
+def test_landmark_terms_are_smooth_l1_in_face_sizes():
+    face = torch.zeros(4, 68, 3)
+    face[:, :, 0] = torch.linspace(0, 2, 68)  # a face 2 units wide
+    far = face + torch.tensor([0.1, 0.0, 0.0])  # 0.05 face sizes off in x: the linear zone
+    near = face + torch.tensor([0.002, 0.0, 0.0])  # 0.001 face sizes: the quadratic zone (beta 0.01)
+    l1, velocity = LOSSES["landmarks_l1"], LOSSES["landmarks_velocity"]
+    assert l1.compute(LossInputs(landmarks=[(far, face)])).item() == pytest.approx((0.05 - 0.005) / 3)
+    assert l1.compute(LossInputs(landmarks=[(near, face)])).item() == pytest.approx(0.5 * 0.001**2 / 0.01 / 3, rel=1e-4)
+    assert l1.compute(LossInputs(landmarks=[(10 * far, 10 * face)])).item() == pytest.approx((0.05 - 0.005) / 3)  # any unit
+    assert velocity.compute(LossInputs(landmarks=[(far, face)])).item() == 0  # a constant offset does not move
+    jitter = face.clone()
+    jitter[1::2, :, 0] += 0.1  # 0.05 face sizes back and forth each frame
+    assert velocity.compute(LossInputs(landmarks=[(jitter, face)])).item() == pytest.approx((0.05 - 0.005) / 3)
+    assert all(LOSSES[name].landmarks and not LOSSES[name].renders for name in ("landmarks", "landmarks_l1", "landmarks_velocity"))
+
+
 def test_every_loss_has_a_docstring():
     for loss in LOSSES.values():
         assert len(loss.summary) > 20 and loss.summary.endswith("."), loss.name
@@ -104,7 +120,7 @@ def test_unknown_loss_gets_a_did_you_mean(checks_plugin):
     found = problems("    - {name: head, train: [fuse, head], steps: 10, losses: {rbg: 1.0, ssim: -1}}")
     assert found == [
         "checked.yaml:12:61: train.stages.0.losses.rbg: unknown loss 'rbg' (did you mean 'rgb'?); "
-        "losses: ambient, entropy, l1, landmarks, lpips, rgb, ssim, sync",
+        "losses: ambient, entropy, l1, landmarks, landmarks_l1, landmarks_velocity, lpips, rgb, ssim, sync",
         "checked.yaml:12:77: train.stages.0.losses.ssim: loss weight must be 0 or more, got -1.0",
     ]
 
@@ -122,6 +138,15 @@ def test_stage_problems_sync_landmarks_and_empty(checks_plugin):
         "checked.yaml:13:52: train.stages.1.losses.landmarks: stage 'b' trains no node with a Landmarks(68, 3) output for the landmarks loss",
         "checked.yaml:14:24: train.stages.2.train: stage 'c' trains no node; list the nodes it trains (nodes: a2l, fuse, head, mel, sync)",
     ]
+
+
+def test_every_landmark_term_needs_a_landmark_predictor(checks_plugin):
+    found = problems("    - {name: b, train: [head], steps: 10, losses: {landmarks_l1: 1.0, landmarks_velocity: 0.5}}")
+    assert [problem.split(": ", 2)[1:] for problem in found] == [
+        ["train.stages.0.losses.landmarks_l1", "stage 'b' trains no node with a Landmarks(68, 3) output for the landmarks_l1 loss"],
+        ["train.stages.0.losses.landmarks_velocity", "stage 'b' trains no node with a Landmarks(68, 3) output for the landmarks_velocity loss"],
+    ]
+    assert problems("    - {name: a2l, train: [a2l], steps: 10, losses: {landmarks_l1: 1.0, landmarks_velocity: 0.5}}") == []
 
 
 def test_valid_stages_pass(checks_plugin):

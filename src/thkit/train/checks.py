@@ -52,8 +52,9 @@ def _stage_problems(graph: Graph, base: tuple, stage: StageSpec) -> list[Problem
     reading = [name for name, loss in known.items() if loss.renders]
     if reading and not renderers:
         add(("losses",), f"{', '.join(repr(n) for n in reading)} compare rendered pixels, and this spec has no renderer node")
-    if "landmarks" in known and not any(landmark_outputs(graph, name) for name in stage.train if name in graph.nodes):
-        add(("losses", "landmarks"), f"stage '{stage.name}' trains no node with a Landmarks(68, 3) output for the landmarks loss", key=True)
+    if not any(landmark_outputs(graph, name) for name in stage.train if name in graph.nodes):
+        for name in (name for name, loss in known.items() if loss.landmarks):
+            add(("losses", name), f"stage '{stage.name}' trains no node with a Landmarks(68, 3) output for the {name} loss", key=True)
     if "sync" in known:
         others = [name for name in known if name != "sync"]
         if others:

@@ -6,7 +6,9 @@ A stage's loss is the weighted sum of its terms. Each term is a function of one 
 - `patches`: the term compares image structure, so the stage samples square patches in the lip
   box (ER-NeRF's lips stage) instead of scattered rays;
 - `renders`: the term reads rendered pixels (a stage whose terms read none renders nothing);
-- `fits`: the term trains its nodes with a loop of its own instead of per-step gradients (`sync`).
+- `fits`: the term trains its nodes with a loop of its own instead of per-step gradients (`sync`);
+- `landmarks`: the term compares the trained nodes' `Landmarks(68, 3)` outputs with the tracked 3D
+  landmarks on the train frames (`LossInputs.landmarks`).
 
 A stage that names no losses gets `default_losses()`. This module imports torch only inside the
 terms, so spec validation (`thkit.train.checks`) can use the catalogue without it.
@@ -50,6 +52,7 @@ class Loss:
     patches: bool = False
     renders: bool = True
     fits: bool = False
+    landmarks: bool = False
 
     @property
     def summary(self) -> str:
@@ -59,9 +62,9 @@ class Loss:
 LOSSES: dict[str, Loss] = {}
 
 
-def _term(name: str, *, patches: bool = False, renders: bool = True) -> Callable:
+def _term(name: str, *, patches: bool = False, renders: bool = True, landmarks: bool = False) -> Callable:
     def register(compute: Callable[[LossInputs], Tensor]) -> Callable[[LossInputs], Tensor]:
-        LOSSES[name] = Loss(name, compute, compute.__doc__ or "", patches=patches, renders=renders)
+        LOSSES[name] = Loss(name, compute, compute.__doc__ or "", patches=patches, renders=renders, landmarks=landmarks)
         return compute
 
     return register
@@ -123,7 +126,7 @@ def entropy(inputs: LossInputs) -> Tensor:
     return total
 
 
-@_term("landmarks", renders=False)
+@_term("landmarks", renders=False, landmarks=True)
 def landmarks(inputs: LossInputs) -> Tensor:
     """Mean squared error of predicted landmarks against the tracked 3D ones, on every train frame.
 
@@ -131,6 +134,39 @@ def landmarks(inputs: LossInputs) -> Tensor:
     model, the decoupled paper's first stage); canonical head space, decimetres.
     """
     return sum((predicted - tracked).pow(2).mean() for predicted, tracked in inputs.landmarks)
+
+
+LANDMARK_BETA = 0.01  # smooth L1's quadratic zone, in face sizes (about 1.5 mm on an adult face)
+
+
+@_term("landmarks_l1", renders=False, landmarks=True)
+def landmarks_l1(inputs: LossInputs) -> Tensor:
+    """Smooth L1 of predicted landmarks against the tracked 3D ones, in face sizes (the decoupled paper's loss).
+
+    Errors are divided by the face's size (the longest side of the bounding box of the tracked
+    landmarks' per-point median), so the weight means the same for any subject and unit; beyond
+    LANDMARK_BETA face sizes the penalty is linear, so a few badly tracked frames do not dominate.
+    """
+    return sum(_smooth_l1_in_face_sizes(predicted, tracked, tracked) for predicted, tracked in inputs.landmarks)
+
+
+@_term("landmarks_velocity", renders=False, landmarks=True)
+def landmarks_velocity(inputs: LossInputs) -> Tensor:
+    """Smooth L1 of predicted frame-to-frame landmark motion against the tracked motion, in face sizes.
+
+    Penalises jitter and lag that a per-frame position loss barely sees; same units as `landmarks_l1`.
+    """
+    return sum(
+        _smooth_l1_in_face_sizes(predicted.diff(dim=0), tracked.diff(dim=0), tracked) for predicted, tracked in inputs.landmarks
+    )
+
+
+def _smooth_l1_in_face_sizes(predicted: Tensor, tracked: Tensor, face: Tensor) -> Tensor:
+    import torch.nn.functional as F
+
+    median = face.detach().median(dim=0).values  # [68, 3]
+    size = (median.amax(dim=0) - median.amin(dim=0)).max().clamp_min(1e-8)
+    return F.smooth_l1_loss(predicted / size, tracked / size, beta=LANDMARK_BETA)
 
 
 LOSSES["sync"] = Loss(

@@ -10,6 +10,9 @@ Per stage:
 - the rates decay exponentially from 1x to 0.1x over the stage: rate(step) = rate * 0.1 ** (step / steps),
   a function of the step alone, so resuming needs no scheduler state beyond the step;
 - `feed:` substitutions hold while the stage trains (`thkit.train.forward`);
+- a module that needs constants from the subject's data (e.g. the landmark transformer's neutral
+  face) defines `init_from_subject(subject)`, called once after the modules are built and before a
+  run's saved weights are loaded; it keeps what it derives in buffers, so the weights carry it;
 - the final image is the stage's last drawn renderer's rgba over the background plate. A stage that
   does not draw the graph's last renderer (e.g. a head trained before its torso renderer) composites
   over the plate with the ground-truth torso pasted in, as ER-NeRF's head stage does.
@@ -276,6 +279,9 @@ class Trainer:
             for name in self._fitted_by_sync()
         }
         self.subject = Subject(dataset, self.device)
+        for module in self.modules.values():  # constants a module derives from the data; saved weights, loaded later, win
+            if hasattr(module, "init_from_subject"):
+                module.init_from_subject(self.subject)
         self.run_graph = GraphRun(graph, self.modules, self.subject, FeatureCache(dataset_cache_root(dataset.root)))
         self.generator = torch.Generator().manual_seed(options.seed)
         self.sampler = RaySampler(
@@ -361,7 +367,9 @@ class Trainer:
             renderers=renderers,
             plate_with_torso=bool(renderers) and renderers[-1] != self.run_graph.renderers[-1],
             patches=any(LOSSES[name].patches for name in losses),
-            landmarks=[Ref(name, port) for name in stage.train for port in landmark_outputs(self.graph, name)] if "landmarks" in losses else [],
+            landmarks=[Ref(name, port) for name in stage.train for port in landmark_outputs(self.graph, name)]
+            if any(LOSSES[name].landmarks for name in losses)
+            else [],
         )
 
     def _freeze_all_but(self, trained: Iterable[str]) -> None:
