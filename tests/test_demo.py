@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from thkit.core.errors import SpecError
 from thkit.core.graph import load_graph
-from thkit.demo import FAST, SPEC, measure_mouth, run_demo
+from thkit.demo import FAST, SPEC, run_demo, spoken_words
+from thkit.demo_measures import measure_mouth
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -56,6 +58,22 @@ def test_mouth_is_measured_on_a_face_and_is_nan_without_one():
     opening = measure_mouth(np.stack([face, face]))
     assert opening.shape == (2,) and (0.03 < opening).all() and (opening < 0.3).all()  # she smiles with parted lips
     assert np.isnan(measure_mouth(np.stack([blank, blank]))).all()
+
+
+def test_spoken_words_are_the_words_whose_phones_start_in_the_span(tmp_path):
+    phones = [
+        ("SIL", 0.0, 0.3, ""), ("HH", 0.3, 0.4, "hello"), ("AH", 0.4, 0.5, "hello"), ("L", 0.5, 0.6, "hello"),
+        ("OW", 0.6, 0.8, "hello"), ("DH", 0.8, 0.9, "there"), ("EH", 0.9, 1.1, "there"), ("SIL", 1.1, 1.5, ""),
+        ("DH", 1.5, 1.6, "there"), ("EH", 1.6, 1.8, "there"),
+    ]  # fmt: skip
+    (tmp_path / "ground_truth").mkdir()
+    record = {"phones": [{"phone": p, "start": a, "end": b, "word": w} for p, a, b, w in phones]}
+    (tmp_path / "ground_truth" / "speech.json").write_text(json.dumps(record))
+    dataset = SimpleNamespace(root=tmp_path)
+    assert spoken_words(dataset, 0.0, 2.0) == "hello there there"
+    assert spoken_words(dataset, 0.55, 1.0) == "hello there"  # a word cut at the start still counts
+    assert spoken_words(dataset, 1.15, 1.45) is None  # silence
+    assert spoken_words(SimpleNamespace(root=tmp_path / "real"), 0.0, 2.0) is None  # no ground truth: unknown
 
 
 def test_fast_demo_end_to_end(tmp_path, monkeypatch):

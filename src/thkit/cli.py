@@ -209,23 +209,35 @@ def preprocess(video: Path, dataset: Path, fps: str, size: int) -> None:
 @click.option("--text", help='Speak this with the built-in offline voice instead, e.g. --text "Hello there."')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The mp4 to write (H.264 + AAC).")
 @click.option("--poses", type=click.Path(dir_okay=False, path_type=Path), help="A .npy of [frames, 4, 4] camera-to-world poses (default: replay training poses).")
-def render(run: Path, audio_path: Path | None, text: str | None, output: Path, poses: Path | None) -> None:
+@click.option(
+    "--edit", "edit_pairs", multiple=True, metavar="KEY=VALUE",
+    help="Change the predicted landmarks before drawing (landmark-driven specs): mouth_scale=1.3 exaggerates "
+    "the mouth, 0.7 damps it; eyes=closed or eyes=open. Repeatable.",
+)  # fmt: skip
+def render(run: Path, audio_path: Path | None, text: str | None, output: Path, poses: Path | None, edit_pairs: tuple[str, ...]) -> None:
     """Render the trained RUN saying new audio or text, into an mp4 with the audio muxed in."""
+    from thkit.render.edits import parse_edits
     from thkit.render.pipeline import render_run
 
     if (audio_path is None) == (text is None):
         raise click.UsageError('give exactly one of --audio FILE or --text "..."')
-    written = render_run(run, output, audio_path=audio_path, text=text, poses=poses)
+    edits = parse_edits(edit_pairs)  # before loading anything: a typo fails at once
+    written = render_run(run, output, audio_path=audio_path, text=text, poses=poses, edits=edits)
     out.print(f"[green]ok[/green] wrote {written}")
 
 
 @cli.command()
-@click.option("--out", "run_dir", default=Path("runs/demo"), show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder of the demo.")
-def demo(run_dir: Path) -> None:
-    """Train examples/demo.yaml on the synthetic subject, render a held-out sentence, print metrics."""
-    from thkit.demo import print_metrics, run_demo
+@click.option(
+    "--spec", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Demo spec to train on the synthetic subject (default examples/demo.yaml; e.g. examples/landmark-demo.yaml).",
+)  # fmt: skip
+@click.option("--out", "run_dir", default=None, type=click.Path(file_okay=False, path_type=Path), help="Run folder of the demo (default runs/demo, or runs/NAME for --spec NAME.yaml).")
+def demo(spec: Path | None, run_dir: Path | None) -> None:
+    """Train a demo spec on the synthetic subject, render a held-out sentence, print metrics."""
+    from thkit.demo import SPEC, run_demo
 
-    print_metrics(run_demo(run_dir))
+    spec = spec or SPEC
+    run_demo(run_dir or Path("runs") / spec.stem, spec=spec)
 
 
 def main(argv: list[str] | None = None) -> None:

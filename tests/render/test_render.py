@@ -129,3 +129,13 @@ def test_bad_audio_is_a_user_error(tiny_run, tmp_path):
     with pytest.raises(ThkitError, match="exactly one"):
         render_run(tiny_run, tmp_path / "out.mp4", progress=False)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_graph_that_reads_the_ground_truth_video_cannot_render_new_audio():
+    from thkit.core.graph import load_graph
+    from thkit.demo import FAST, SPEC
+    from thkit.render.pipeline import _check_inputs
+
+    graph = load_graph(SPEC, overrides=(*FAST, "nodes.torso.inputs.head=$frame"))
+    with pytest.raises(ThkitError, match=r"torso of spec 'demo' reads \$frame"):
+        _check_inputs(graph)

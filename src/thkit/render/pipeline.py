@@ -39,6 +39,7 @@ from thkit.core.align import pool_to_frames
 from thkit.core.errors import ThkitError
 from thkit.core.graph import Graph, Ref, load_graph
 from thkit.core.pixels import PixelBatch
+from thkit.core.ports import Landmarks
 from thkit.core.timebase import Timeline
 from thkit.data.layout import Dataset
 from thkit.render.drive import REPLAYED, Drive, load_poses
@@ -114,12 +115,14 @@ def render_run(
     audio_path: str | Path | None = None,
     text: str | None = None,
     poses: str | Path | None = None,
+    edits: Mapping[str, float | str] | None = None,
     progress: bool = True,
 ) -> Path:
     """Render the trained run `run` saying `audio_path` (or `text`, spoken offline) into the mp4 `out`.
 
     Head poses and blinks replay the training frames back and forth (`thkit.render.drive`), or poses
-    come from `poses`, a .npy of [frames, 4, 4] camera-to-world matrices. Returns `out`.
+    come from `poses`, a .npy of [frames, 4, 4] camera-to-world matrices. `edits` (`thkit.render.edits`,
+    e.g. {"mouth_scale": 1.3}) change the predicted landmarks before they are drawn. Returns `out`.
     """
     if (audio_path is None) == (text is None):
         raise ThkitError('give exactly one of --audio FILE or --text "..."')
@@ -132,31 +135,23 @@ def render_run(
         raise ThkitError(f"{audio_path or 'the text'}: the audio is shorter than one video frame", hint="give at least 0.04 s of speech")
     meta = loaded.dataset.meta
     drive = Drive.replay(n_frames, meta.train_frames, meta.train_frames, None if poses is None else load_poses(poses, n_frames))
-    return render_audio(loaded, audio, timeline, drive, out, progress=progress).path
+    return render_audio(loaded, audio, timeline, drive, out, edits=edits, progress=progress).path
 
 
 def render_audio(
     loaded: LoadedRun, audio: np.ndarray, timeline: Timeline, drive: Drive, out: str | Path, *, progress: bool = True,
-    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None, edits: Mapping[str, float | str] | None = None,
+    feed: Mapping[str, str] | None = None,
 ) -> RenderResult:
     """Draw `drive.n_frames` frames of `loaded` saying `audio` into the mp4 `out` (see the module docstring).
 
-    `on_frame(index, rgb)` sees every frame as it is written (the demo measures them).
+    `on_frame(index, rgb)` sees every frame as it is written (the demo measures them); `edits` and
+    `feed` change what the frames are drawn from (`frame_values`).
     """
-    graph = loaded.graph
-    _check_inputs(graph)
-    fps, device = graph.context.video_fps, loaded.device
-    n_frames = drive.n_frames
-    if timeline.frames(fps) != n_frames:
-        raise ValueError(f"the drive has {n_frames} frames, the audio {timeline.frames(fps)}")
-    inputs = _graph_inputs(loaded.dataset, audio, drive, device)
+    per_frame = frame_values(loaded, audio, timeline, drive, edits=edits, feed=feed)
+    painter = _Painter(loaded, per_frame, drive)
+    meta, n_frames, fps = loaded.dataset.meta, drive.n_frames, loaded.graph.context.video_fps
     with torch.inference_mode():
-        sequences = {name: module for name, module in loaded.modules.items() if graph.nodes[name].spec.kind in SEQUENCE_KINDS}
-        values: dict[Ref, Tensor] = {Ref(None, name): tensor for name, tensor in inputs.items()}
-        values.update(cached_encode(graph, sequences, inputs, timeline, FeatureCache(default_cache_root())))
-        per_frame = {ref: _on_frames(graph, ref, tensor, n_frames) for ref, tensor in values.items()}
-        painter = _Painter(loaded, per_frame, drive)
-        meta = loaded.dataset.meta
         started = time.perf_counter()
         with (
             AudioVideoWriter(out, width=meta.width, height=meta.height, fps=fps, audio=audio, sample_rate=timeline.sample_rate) as writer,
@@ -172,14 +167,90 @@ def render_audio(
     return RenderResult(Path(out), n_frames, seconds)
 
 
+def frame_values(
+    loaded: LoadedRun, audio: np.ndarray, timeline: Timeline, drive: Drive, *,
+    edits: Mapping[str, float | str] | None = None, feed: Mapping[str, str] | None = None,
+) -> dict[Ref, Tensor]:
+    """What each of `drive.n_frames` frames is drawn from, one row per frame: the graph inputs the drive
+    replays and every sequence node's outputs (steps 3 and 4 of the module docstring).
+
+    `feed` replaces node outputs by graph inputs, as a training stage's `feed:` does, e.g.
+    {"a2l.landmarks": "$landmarks"} draws the replayed frames' tracked landmarks instead of the
+    predicted ones; `edits` then change the 3D landmarks that conditioning nodes output
+    (`thkit.render.edits`).
+    """
+    from thkit.render.edits import check_edits
+
+    graph = loaded.graph
+    _check_inputs(graph)
+    edits = check_edits(edits or {})
+    edited = _edited_landmarks(graph) if edits else []
+    feeds = _feeds(graph, feed or {})
+    n_frames = drive.n_frames
+    if timeline.frames(graph.context.video_fps) != n_frames:
+        raise ValueError(f"the drive has {n_frames} frames, the audio {timeline.frames(graph.context.video_fps)}")
+    inputs = _graph_inputs(loaded.dataset, audio, drive, loaded.device)
+    with torch.inference_mode():
+        sequences = {name: module for name, module in loaded.modules.items() if graph.nodes[name].spec.kind in SEQUENCE_KINDS}
+        values: dict[Ref, Tensor] = {Ref(None, name): tensor for name, tensor in inputs.items()}
+        values.update(cached_encode(graph, sequences, inputs, timeline, FeatureCache(default_cache_root())))
+        values.update({target: values[source] for target, source in feeds.items()})
+        for ref in edited:
+            values[ref] = _apply_edits(loaded, ref, values[ref], edits)
+        return {ref: _on_frames(graph, ref, tensor, n_frames) for ref, tensor in values.items()}
+
+
+def _feeds(graph: Graph, feed: Mapping[str, str]) -> dict[Ref, Ref]:
+    """`feed` as Refs: each target a node's output, each source a replayed graph input."""
+    refs: dict[Ref, Ref] = {}
+    for target_text, source_text in feed.items():
+        target, source = Ref.parse(target_text), Ref.parse(source_text)
+        if target is None or target.node not in graph.nodes or target.port not in graph.nodes[target.node].outputs:
+            raise ThkitError(f"feed {target_text}: not a node output of spec '{graph.spec.name}'", hint="name it as node.port, e.g. a2l.landmarks")
+        if source is None or source.node is not None or source.port not in REPLAYED:
+            inputs = ", ".join(f"${name}" for name in REPLAYED)
+            raise ThkitError(f"feed {target_text}: {source_text} is not a replayed input", hint=f"feed one of {inputs}")
+        refs[target] = source
+    return refs
+
+
 def _check_inputs(graph: Graph) -> None:
     readers = [name for name, node in graph.nodes.items() if Ref(None, "frame") in node.inputs.values()]
     if readers:
         raise ThkitError(
-            f"node{'s' if len(readers) > 1 else ''} {', '.join(readers)} of spec '{graph.spec.name}' read $frame, the ground-truth video, "
-            "which new audio does not have",
+            f"{'nodes' if len(readers) > 1 else 'node'} {', '.join(readers)} of spec '{graph.spec.name}' "
+            f"{'read' if len(readers) > 1 else 'reads'} $frame, the ground-truth video, which new audio does not have",
             hint="render from a spec whose nodes take their inputs from $audio, $pose and other nodes",
         )
+
+
+def _edited_landmarks(graph: Graph) -> list[Ref]:
+    """The outputs edits act on: 3D landmarks that conditioning nodes predict."""
+    refs = [
+        Ref(name, port_name)
+        for name, node in graph.nodes.items()
+        if node.spec.kind == "conditioning"
+        for port_name, port in node.outputs.items()
+        if isinstance(port, Landmarks) and port.dims == 3
+    ]
+    if not refs:
+        raise ThkitError(
+            f"--edit changes predicted landmarks, and spec '{graph.spec.name}' has no conditioning node that predicts 3D landmarks",
+            hint="edits work on landmark-driven specs, e.g. examples/landmark-demo.yaml",
+        )
+    return refs
+
+
+def _apply_edits(loaded: LoadedRun, ref: Ref, landmarks: Tensor, edits: Mapping[str, float | str]) -> Tensor:
+    """`landmarks` [frames, 68, 3] edited relative to the subject's neutral shape: the predicting module's
+    `neutral` buffer when it keeps one, else the median of the training frames' tracked landmarks."""
+    from thkit.render.edits import apply_edits
+
+    neutral = getattr(loaded.modules[ref.node], "neutral", None)  # type: ignore[index]
+    if not isinstance(neutral, Tensor) or not neutral.abs().sum() > 0:
+        tracked = np.asarray(loaded.dataset.array("landmarks3d"), dtype=np.float32)[loaded.dataset.meta.train_frames.start : loaded.dataset.meta.train_frames.stop]
+        neutral = torch.from_numpy(np.median(tracked, axis=0))
+    return apply_edits(landmarks, neutral.to(landmarks), edits)
 
 
 def _graph_inputs(dataset: Dataset, audio: np.ndarray, drive: Drive, device: torch.device) -> dict[str, Tensor]:
