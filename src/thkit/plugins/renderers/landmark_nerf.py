@@ -19,22 +19,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from thkit.core import Accepts, Component, Frames, Landmarks, Params, Pose, Seq
+from thkit.core import Accepts, Component, Frames, Landmarks, Pose, Seq
+from thkit.plugins.renderers.head_nerf_params import HeadNerfParams
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class LandmarkNerfParams(Params):
-    resolutions: tuple[int, ...] = Field(
-        (64, 256), min_length=1, description="tri-plane resolutions across the box, concatenated (coarse ones learn fast, fine ones hold texture)"
-    )
-    channels: int = Field(8, ge=1, description="feature channels per plane and resolution")
-    hidden: int = Field(64, ge=1, description="width of the density and colour MLPs (the paper: 64)")
-    layers: int = Field(3, ge=1, description="layers of the density MLP (the paper: 3); the colour MLP has 2")
-    geo_features: int = Field(15, ge=1, description="geometry features passed from the density MLP to the colour MLP")
+class LandmarkNerfParams(HeadNerfParams):
     landmark_dim: int = Field(32, ge=1, description="width of the landmark code each sample gets from the Gaussians around it")
     landmark_frequencies: int = Field(2, ge=0, description="sinusoid frequencies encoding a sample's offset in a landmark's Gaussian frame (the paper: 2)")
     gaussian_scale: float = Field(
@@ -43,23 +37,6 @@ class LandmarkNerfParams(Params):
     cutoff: float = Field(
         3.0, ge=0, description="Mahalanobis distance (sigmas) beyond which a landmark does not code a sample; 0 = every landmark codes every sample"
     )
-    audio_dim: int = Field(32, ge=1, description="width of the audio code after projection, when audio is connected")
-    gate_hidden: int = Field(32, ge=1, description="width of the region-attention MLP that gates the audio code per point")
-    latent_dim: int = Field(4, ge=0, description="per-frame latent appearance code (the paper: 4); 0 = none")
-    bound: float = Field(1.4, gt=0, description="half-size of the head's box [-bound, bound]^3 in head-space units (dm)")
-    near: float = Field(0.05, ge=0, description="closest sampling distance from the camera, used when the camera is inside the box (dm)")
-    far: float = Field(1000.0, gt=0, description="farthest sampling distance from the camera (dm)")
-    coarse_samples: int = Field(32, ge=2, description="uniform samples per ray whose densities place the fine samples (no gradient)")
-    fine_samples: int = Field(16, ge=1, description="samples per ray that are rendered, drawn from the coarse weights")
-    occupancy: int = Field(48, ge=0, description="occupancy grid resolution for skipping empty space when rendering; 0 = off")
-    chunk: int = Field(4096, ge=1, description="rays rendered at once: bounds memory for whole frames")
-
-    @field_validator("resolutions")
-    @classmethod
-    def _at_least_two(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(r < 2 for r in value):
-            raise ValueError(f"every plane resolution must be >= 2, got {list(value)}")
-        return value
 
 
 class LandmarkNerf(Component):
