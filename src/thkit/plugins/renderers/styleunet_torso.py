@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from thkit.core import Accepts, Component, Frames, Params, Pose
+from thkit.core import Params
+from thkit.plugins.renderers.torso_contract import TorsoRenderer
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,19 +46,10 @@ class StyleUnetTorsoParams(Params):
         return self
 
 
-class StyleUnetTorso(Component):
+class StyleUnetTorso(TorsoRenderer):
     """StyleUNet-like torso: pose-styled UNet over the frame, head composited over it -> rgba."""
 
-    kind = "renderer"
     Params = StyleUnetTorsoParams
-    inputs = {
-        "head": Accepts(Frames, doc="the head renderer's rgba at the same pixels (premultiplied)"),
-        "pose": Accepts(Pose, doc="camera-to-world per frame in head space"),
-    }
-
-    def outputs(self) -> dict[str, Frames]:
-        size = self.context.image_size
-        return {"rgba": Frames(size, size, self.context.video_fps)}
 
     def build(self) -> nn.Module:
         from thkit.plugins.renderers._styleunet_torso_module import StyleUnetTorsoModule

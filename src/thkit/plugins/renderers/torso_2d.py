@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from thkit.core import Accepts, Component, Frames, Params, Pose
+from thkit.core import Params
+from thkit.plugins.renderers.torso_contract import TorsoRenderer
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,19 +42,10 @@ class Torso2dParams(Params):
         return value
 
 
-class Torso2d(Component):
+class Torso2d(TorsoRenderer):
     """ER-NeRF-style 2D torso: pose-conditioned deformation + 2D grids -> torso rgba, head composited over it."""
 
-    kind = "renderer"
     Params = Torso2dParams
-    inputs = {
-        "head": Accepts(Frames, doc="the head renderer's rgba at the same pixels (premultiplied)"),
-        "pose": Accepts(Pose, doc="camera-to-world per frame in head space"),
-    }
-
-    def outputs(self) -> dict[str, Frames]:
-        size = self.context.image_size
-        return {"rgba": Frames(size, size, self.context.video_fps)}
 
     def build(self) -> nn.Module:
         from thkit.plugins.renderers._torso_2d_module import Torso2dModule
