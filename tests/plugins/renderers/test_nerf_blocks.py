@@ -153,6 +153,9 @@ def test_occupancy_clip_matches_a_lookup_at_every_step():
     last = steps - 1 - inside.flip(-1).int().argmax(dim=-1)[crossing]
     assert torch.allclose(clipped.nears, rays.nears[crossing] + span[crossing] * edges[first], atol=1e-5)
     assert torch.allclose(clipped.fars, rays.nears[crossing] + span[crossing] * edges[last + 1], atol=1e-5)
+    chunked = grid.clip(rays, chunk=97)  # chunks of the work arrays, the same rays
+    assert all(torch.equal(a, b) for a, b in zip(vars(chunked).values(), vars(clipped).values(), strict=True))
+    assert len(grid.clip(rays.take(0, 0), chunk=97)) == 0
 
 
 def test_density_cache_samples_occupied_cells_once_per_key():

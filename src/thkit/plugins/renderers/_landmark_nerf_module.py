@@ -289,7 +289,7 @@ class LandmarkNerfModule(nn.Module):
 
         rays = rays_in_box(batch, self.bound, self.near, self.far)
         if not self.training and self.occupancy is not None and self.occupancy.ready:
-            rays = BoxRays.cat([self.occupancy.clip(rays.take(i, i + self.chunk)) for i in range(0, len(rays), self.chunk)], rays)
+            rays = self.occupancy.clip(rays, self.chunk)
         parts = [self.render_rays(rays.take(i, i + self.chunk), frames) for i in range(0, len(rays), self.chunk)]
         index = torch.cat([p.index for p in parts]) if parts else rays.index
         n_ambient = 1 + int(self.audio_gate is not None)

@@ -206,7 +206,7 @@ class TriplaneNerfModule(nn.Module):
         rays = rays_in_box(batch, self.bound, self.near, self.far)
         lookup = None
         if not self.training and self.occupancy is not None and self.occupancy.ready:
-            rays = BoxRays.cat([self.occupancy.clip(rays.take(i, i + self.chunk)) for i in range(0, len(rays), self.chunk)], rays)
+            rays = self.occupancy.clip(rays, self.chunk)
             if self.density_cache is not None and not torch.is_grad_enabled():
                 lookup = self.refreshed_cache()
         chunks = [self.render_rays(rays.take(i, i + self.chunk), frames, lookup) for i in range(0, len(rays), self.chunk)]

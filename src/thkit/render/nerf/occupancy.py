@@ -85,8 +85,9 @@ class OccupancyGrid(nn.Module):
         flat = (index[..., 0] * g + index[..., 1]) * g + index[..., 2]
         return self.mask().reshape(-1)[flat] & inside
 
-    def clip(self, rays: BoxRays) -> BoxRays:
-        """The rays that cross an occupied cell, each shortened to its occupied stretch.
+    def clip(self, rays: BoxRays, chunk: int | None = None) -> BoxRays:
+        """The rays that cross an occupied cell, each shortened to its occupied stretch; `chunk`
+        rays at a time when given, which bounds the [rays, 2 x resolution] work arrays below.
 
         Each interval is looked up at 2 x resolution evenly spaced points, closer than a cell
         (the longest interval, the box's diagonal, is sqrt(3) cells per cell of resolution). The
@@ -94,6 +95,8 @@ class OccupancyGrid(nn.Module):
         every side, so a point outside the box needs no test of its own: this runs for every ray
         of a frame that enters the box, and is a handful of passes over [rays, 2 x resolution].
         """
+        if chunk is not None and len(rays) > chunk:
+            return BoxRays.cat([self.clip(rays.take(i, i + chunk)) for i in range(0, len(rays), chunk)], rays)
         g, steps = self.resolution, 2 * self.resolution
         side = g + 2  # the mask padded with one empty cell on every side
         padded = F.pad(self.mask(), (1, 1, 1, 1, 1, 1)).view(torch.uint8)
