@@ -40,7 +40,8 @@ from thkit.core.errors import ThkitError
 from thkit.core.timebase import Timeline
 from thkit.data.layout import SAMPLE_RATE, Dataset
 from thkit.demo_landmarks import landmark_metrics, predicted_landmarks
-from thkit.demo_measures import correlation, generator_mouth, measure_mouth, psnr, ssim
+from thkit.demo_measures import generator_mouth, measure_mouth, psnr, ssim
+from thkit.eval.lipsync import correlation
 from thkit.render.drive import Drive
 
 if TYPE_CHECKING:

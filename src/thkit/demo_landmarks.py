@@ -24,7 +24,7 @@ import numpy as np
 
 from thkit.core.graph import Graph, Ref
 from thkit.data.layout import Intrinsics
-from thkit.demo_measures import correlation
+from thkit.eval.lipsync import correlation
 
 if TYPE_CHECKING:
     from thkit.demo import Clip

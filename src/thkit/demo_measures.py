@@ -4,24 +4,17 @@ mouth opening as dlib's tracker (the preprocessing's) sees it, or as the synthet
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 
 def measure_mouth(frames: np.ndarray) -> np.ndarray:
-    """[F] mouth opening in RGB frames [F, H, W, 3]: dlib's 68 landmarks, tracked as preprocessing does,
-    inner-lip gap over face height (`thkit.data.preprocess.signals.mouth` on the 2D points); NaN
-    where no face is found (not interpolated: correlations are taken over the frames measured)."""
-    import cv2
+    """[F] mouth opening in RGB frames [F, H, W, 3] as `thkit eval` measures it: dlib's 68 landmarks,
+    tracked as preprocessing does, inner-lip gap over face height; NaN where no face is found (not
+    interpolated: correlations are taken over the frames measured)."""
+    from thkit.eval.faces import landmarks_of, mouth_opening
 
-    from thkit.data.preprocess.landmarks import track_landmarks
-    from thkit.data.preprocess.signals import mouth
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # several faces: the tracker keeps the first one
-        landmarks = track_landmarks((cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames), len(frames))
-    return mouth(landmarks).astype(np.float64)
+    return mouth_opening(landmarks_of(frames))
 
 
 def generator_mouth(audio: np.ndarray, text: str, n_frames: int, fps: float) -> np.ndarray:
@@ -36,14 +29,6 @@ def generator_mouth(audio: np.ndarray, text: str, n_frames: int, fps: float) -> 
     shape = mouth_parameters(phones, frame_times(n_frames, fps))
     expression = np.column_stack([shape, np.zeros(n_frames)])  # no blink
     return mouth_opening(build_head().pose_vertices(expression, first=68)).astype(np.float64)
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation over the frames where both are finite; None when it is undefined."""
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3 or np.std(a[keep]) == 0 or np.std(b[keep]) == 0:
-        return None
-    return float(np.corrcoef(a[keep], b[keep])[0, 1])
 
 
 def psnr(rendered: np.ndarray, truth: np.ndarray) -> float:
