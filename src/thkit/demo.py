@@ -109,7 +109,6 @@ class Clip:
 
 def run_demo(out: Path = Path("runs/demo"), *, spec: Path = SPEC, fast: bool = False) -> dict[str, Any]:
     """Train, render and measure the demo spec `spec` into `out` (see the module docstring); returns the metrics."""
-    from thkit.render.pipeline import load_run
     from thkit.train import TrainOptions, train
 
     spec, out = Path(spec), Path(out)
@@ -120,6 +119,19 @@ def run_demo(out: Path = Path("runs/demo"), *, spec: Path = SPEC, fast: bool = F
     options = TrainOptions(rays=256, preview_frames=2, render_chunk=4096) if fast else TrainOptions()
     run = train(spec, out, overrides=fast_overrides(spec) if fast else (), resume=True, options=options)
     trained = time.perf_counter()
+    metrics = measure_run(run, out)
+    metrics["seconds"] = {"train": trained - started, "total": time.perf_counter() - started}
+    metrics["settings"] = {"spec": str(spec), "fast": fast, **metrics.pop("settings")}
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    print_metrics(metrics)
+    return metrics
+
+
+def measure_run(run: Path, out: Path) -> dict[str, Any]:
+    """Render the held-out sentence and the validation clip of the trained run `run` into `out` and
+    measure them (steps 2-5 of the module docstring); returns the metrics (no timings of training)."""
+    from thkit.render.pipeline import load_run
+
     loaded = load_run(run)
     held_out, val = held_out_clip(loaded), val_clip(loaded)
     generated = held_out_mouth(loaded, held_out)
@@ -138,16 +150,8 @@ def run_demo(out: Path = Path("runs/demo"), *, spec: Path = SPEC, fast: bool = F
         metrics["videos"]["val_tracked"] = str(tracked_result.path)
         metrics["landmarks"] = landmark_metrics(loaded, predicted[0], val, held_out, generated)
     metrics["render_fps"] = (held_out_result.frames + val_result.frames) / (held_out_result.seconds + val_result.seconds)
-    metrics["seconds"] = {"train": trained - started, "total": time.perf_counter() - started}
-    metrics["settings"] = {
-        "spec": str(spec),
-        "fast": fast,
-        "size": loaded.dataset.meta.width,
-        "train_frames": len(loaded.dataset.meta.train_frames),
-        "stages": loaded.record["stages"],
-    }
-    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    print_metrics(metrics)
+    meta = loaded.dataset.meta
+    metrics["settings"] = {"size": meta.width, "train_frames": len(meta.train_frames), "stages": loaded.record["stages"]}
     return metrics
 
 

@@ -57,9 +57,13 @@ class PixelBatch:
         x = (self.pixels[:, 0] - cx) / focal
         y = -(self.pixels[:, 1] - cy) / focal  # image y grows downwards, camera y upwards
         directions_camera = torch.stack([x, y, -torch.ones_like(x)], dim=-1)
-        rotation = self.camera_to_world[self.slot, :3, :3]
-        directions = torch.einsum("rij,rj->ri", rotation, directions_camera)
-        origins = self.camera_to_world[self.slot, :3, 3]
+        if self.camera_to_world.shape[0] == 1:  # one frame (rendering): one matrix product, no per-pixel copy of its rotation
+            directions = directions_camera @ self.camera_to_world[0, :3, :3].T
+            origins = self.camera_to_world[0, :3, 3].expand(len(directions), 3)
+        else:
+            rotation = self.camera_to_world[self.slot, :3, :3]
+            directions = torch.einsum("rij,rj->ri", rotation, directions_camera)
+            origins = self.camera_to_world[self.slot, :3, 3]
         return origins, directions / directions.norm(dim=-1, keepdim=True)
 
     @staticmethod

@@ -13,8 +13,9 @@ Steps:
    audio twice encodes it once.
 5. Draw every frame through the renderer contract (`thkit.core.pixels`): every pixel of the frame,
    renderers in graph order, a renderer input fed by another renderer getting its `rgba` at the same
-   pixels; the last renderer's rgba is composited over the background plate. Frames stream into the
-   mp4 as they are drawn (`thkit.render.video`), with the audio muxed in.
+   pixels; the last renderer's rgba is composited over the background plate. On a CPU, frames are
+   drawn one per core side by side (`thkit.render.parallel`). Frames stream into the mp4 in order
+   as they are drawn (`thkit.render.video`), with the audio muxed in.
 
 A graph that reads `$frame` (the ground-truth video) cannot render new audio: there is no video for
 it, and that is a user error.
@@ -43,6 +44,7 @@ from thkit.core.ports import Landmarks
 from thkit.core.timebase import Timeline
 from thkit.data.layout import Dataset
 from thkit.render.drive import REPLAYED, Drive, load_poses
+from thkit.render.parallel import default_workers, frames_in_order
 from thkit.render.video import AudioVideoWriter
 from thkit.train import run as runs
 
@@ -141,12 +143,13 @@ def render_run(
 def render_audio(
     loaded: LoadedRun, audio: np.ndarray, timeline: Timeline, drive: Drive, out: str | Path, *, progress: bool = True,
     on_frame: Callable[[int, np.ndarray], None] | None = None, edits: Mapping[str, float | str] | None = None,
-    feed: Mapping[str, str] | None = None,
+    feed: Mapping[str, str] | None = None, workers: int | None = None,
 ) -> RenderResult:
     """Draw `drive.n_frames` frames of `loaded` saying `audio` into the mp4 `out` (see the module docstring).
 
     `on_frame(index, rgb)` sees every frame as it is written (the demo measures them); `edits` and
-    `feed` change what the frames are drawn from (`frame_values`).
+    `feed` change what the frames are drawn from (`frame_values`). `workers` frames are drawn at a
+    time (`thkit.render.parallel`; default: one per torch thread on a CPU, one on a GPU).
     """
     per_frame = frame_values(loaded, audio, timeline, drive, edits=edits, feed=feed)
     painter = _Painter(loaded, per_frame, drive)
@@ -157,8 +160,8 @@ def render_audio(
             AudioVideoWriter(out, width=meta.width, height=meta.height, fps=fps, audio=audio, sample_rate=timeline.sample_rate) as writer,
             _Progress(progress, n_frames, Path(out).name) as bar,
         ):
-            for index in range(n_frames):
-                rgb = painter.frame(index)
+            chosen = default_workers(loaded.device) if workers is None else workers
+            for index, rgb in enumerate(frames_in_order(painter.frame, n_frames, chosen)):
                 writer.add(rgb)
                 if on_frame is not None:
                     on_frame(index, rgb)

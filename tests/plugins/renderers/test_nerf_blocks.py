@@ -11,7 +11,7 @@ from thkit.render.nerf.bounds import BoxRays, intersect_box, rays_in_box
 from thkit.render.nerf.compose import alpha_entropy, over, over_background
 from thkit.render.nerf.density_cache import DensityCache
 from thkit.render.nerf.encodings import MultiResPlanes2d, MultiResTriplanes
-from thkit.render.nerf.occupancy import OccupancyGrid
+from thkit.render.nerf.occupancy import MAX_STEP_CELLS, OccupancyGrid
 from thkit.render.nerf.sampling import CoarseToFine, front_to_back, ray_bundle
 
 LOWER, UPPER = torch.full((3,), -1.0), torch.full((3,), 1.0)
@@ -127,35 +127,48 @@ def test_occupancy_grid_update_threshold_and_clip():
     assert math.isclose(float(clipped.nears[0]), 4.5, rel_tol=1e-6) and math.isclose(float(clipped.fars[0]), 5.5, rel_tol=1e-6)
 
 
-def test_occupancy_clip_matches_a_lookup_at_every_step():
-    """The clip, done in cell units on the padded mask, against `occupied` at each of its 2 x resolution points."""
+def test_occupancy_clip_keeps_every_occupied_stretch():
+    """Against a dense lookup (1/20 of a cell apart): a ray through a dense cell is kept and its interval
+    covers the cell; kept intervals lie in the dilated mask's stretch, give or take one lookup step."""
     grid = OccupancyGrid(resolution=8, bound=1.0)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         grid.density[1, 1, 1] = grid.density[6, 5, 2] = 10.0  # two dense cells, dilated into two 3 x 3 x 3 blocks
         grid.updates.fill_(1)
-    count = 2000
+    count = 4000
     origins = torch.randn(count, 3, generator=generator) * 2
     directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator) - origins / 3, dim=-1)
     enter, leave = intersect_box(origins, directions, LOWER, UPPER)
     hits = (leave > enter.clamp(min=0)).nonzero().squeeze(-1)
     rays = BoxRays(origins[hits], directions[hits], enter[hits].clamp(min=0), leave[hits], torch.zeros(len(hits), dtype=torch.long), hits)
-    steps = 2 * grid.resolution
-    edges = torch.arange(steps + 1) / steps
+    steps = 20 * 2 * grid.resolution
     span = rays.fars - rays.nears
-    centres = rays.nears[:, None] + span[:, None] * (edges[:-1] + edges[1:]) / 2
-    inside = grid.occupied(rays.origins[:, None, :] + centres[..., None] * rays.directions[:, None, :])  # [H, steps]
-    crossing = inside.any(dim=-1)
-    assert 0 < int(crossing.sum()) < len(hits)
+    at = rays.nears[:, None] + span[:, None] * (torch.arange(steps) + 0.5) / steps  # [H, steps]
+    points = rays.origins[:, None, :] + at[..., None] * rays.directions[:, None, :]
+    in_mask = grid.occupied(points)
+    cells = ((points + 1) / 2 * 8).floor().long()
+    dense = ((cells == torch.tensor([1, 1, 1])).all(dim=-1) | (cells == torch.tensor([6, 5, 2])).all(dim=-1)) & in_mask
     clipped = grid.clip(rays)
-    assert torch.equal(clipped.index, rays.index[crossing])
-    first = inside.int().argmax(dim=-1)[crossing]
-    last = steps - 1 - inside.flip(-1).int().argmax(dim=-1)[crossing]
-    assert torch.allclose(clipped.nears, rays.nears[crossing] + span[crossing] * edges[first], atol=1e-5)
-    assert torch.allclose(clipped.fars, rays.nears[crossing] + span[crossing] * edges[last + 1], atol=1e-5)
+    kept = {int(i): n for n, i in enumerate(clipped.index)}
+    assert 0 < len(kept) < len(hits)
+    assert set(rays.index[dense.any(dim=-1)].tolist()) <= set(kept)  # every ray through a dense cell
+    assert set(kept) <= set(rays.index[in_mask.any(dim=-1)].tolist())  # only rays through the mask
+    step = MAX_STEP_CELLS * 2 / 8  # world units
+    for row in range(len(rays)):
+        n = kept.get(int(rays.index[row]))
+        if n is None:
+            continue
+        near, far = float(clipped.nears[n]), float(clipped.fars[n])
+        if dense[row].any():
+            assert near <= float(at[row][dense[row]].min()) and far >= float(at[row][dense[row]].max())
+        stretch = at[row][in_mask[row]]
+        assert near >= float(stretch.min()) - step and far <= float(stretch.max()) + step
     chunked = grid.clip(rays, chunk=97)  # chunks of the work arrays, the same rays
     assert all(torch.equal(a, b) for a, b in zip(vars(chunked).values(), vars(clipped).values(), strict=True))
     assert len(grid.clip(rays.take(0, 0), chunk=97)) == 0
+    with torch.no_grad():
+        grid.density.zero_()
+    assert len(grid.clip(rays)) == 0  # nothing occupied: every ray is dropped
 
 
 def test_density_cache_samples_occupied_cells_once_per_key():

@@ -125,3 +125,40 @@ def test_learns_the_torso_of_a_frame_behind_a_fixed_head(subject):
     assert psnr(rendered[torso], target[torso]) > 22
     assert psnr(rendered, target) > 27
     assert torch.equal(rendered[head], frame.rgb[head])
+
+
+def test_rendering_skips_transparent_background_without_changing_the_frame(monkeypatch):
+    """Without gradient a coarse pass finds where the torso can show; the frame equals the full evaluation."""
+    from thkit.plugins.renderers import _torso_2d_module as torso_module
+
+    module = build().eval()
+    evaluated: list[int] = []
+    real = module.torso
+
+    def collar(xy, slot, anchors, latent):  # the real network, made transparent above a soft edge (the upper 60%)
+        evaluated.append(len(xy))
+        rgba, offset = real(xy, slot, anchors, latent)
+        return rgba * torch.sigmoid((xy[:, 1:2] - 0.2) * 40), offset
+
+    monkeypatch.setattr(module, "torso", collar)
+    frame = PixelBatch.full_frames(camera(), torch.tensor([192.0, 32.0, 32.0]), 64, 64, torch.tensor([3]))
+    head = torch.zeros(frame.n_rays, 4)
+    with torch.no_grad():
+        fast = module(frame, {"head": head, "pose": camera()})["rgba"]
+    coarse, fine = evaluated
+    assert coarse == (64 // torso_module.COARSE) ** 2
+    assert fine < 0.6 * frame.n_rays  # the transparent upper part was skipped
+    evaluated.clear()
+    with torch.enable_grad():
+        full = module(frame, {"head": head, "pose": camera()})["rgba"].detach()
+    assert evaluated == [frame.n_rays]
+    assert (fast - full).abs().max() <= torso_module.VISIBLE_ALPHA
+    assert full[:, 3].max() > 0.3  # there is torso to draw
+
+
+def test_few_pixels_per_frame_are_evaluated_directly():
+    module = build().eval()
+    with torch.no_grad():
+        few = module(batch(), {"head": torch.zeros(200, 4), "pose": camera()})["rgba"]
+    assert module.visible(batch(), module.pose_encoding(module.project_anchors(camera(), batch())), None) is None
+    assert few.shape == (200, 4)

@@ -20,6 +20,13 @@
 5. **Compositing**: torso colour premultiplied by its alpha; the output is the head's rgba over it
    (`thkit.render.nerf.compose.over`), so the graph's last renderer returns the whole subject.
    `reg_entropy` is the torso alpha's binary entropy, pushing it to a clean 0 or 1.
+6. **Rendering skips the empty background.** A trained torso covers a quarter of a frame; the rest
+   is alpha 0. Without gradient, each frame's torso is first evaluated on a grid `COARSE` times
+   coarser (1/16 of the pixels); only pixels whose coarse cell or one of its 8 neighbours has alpha
+   above `VISIBLE_ALPHA` are evaluated, the rest are left transparent. The dilation covers what lies
+   between coarse samples (the torso's edge moves by less than a cell between neighbours: its
+   grids and deformation are smooth at that scale), and `VISIBLE_ALPHA` is below what can change an
+   8-bit colour. Training and any batch with gradient evaluate every pixel.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.field_components.mlp import MLP
@@ -41,6 +49,8 @@ from thkit.render.nerf.encodings import MultiResPlanes2d
 ANCHOR_INIT = ((0.0, -1.1, 0.4), (-0.7, -1.6, 0.0), (0.7, -1.6, 0.0))
 DEFORM_INIT_SCALE = 0.01
 CHUNK = 65536
+COARSE = 4  # render-time visibility grid: one torso evaluation per COARSE x COARSE pixels
+VISIBLE_ALPHA = 1 / 1024  # below half an 8-bit step even over white
 
 
 class Torso2dModule(nn.Module):
@@ -91,10 +101,40 @@ class Torso2dModule(nn.Module):
         latent = self.codes(batch.frame_ids) if self.codes is not None else None
         size = torch.tensor([batch.width, batch.height], dtype=torch.float32, device=device)
         xy = batch.pixels / size * 2 - 1
-        parts = [self.torso(xy[i : i + CHUNK], batch.slot[i : i + CHUNK], anchors, latent) for i in range(0, batch.n_rays, CHUNK)]
+        rows = batch.n_rays
+        visible = None if torch.is_grad_enabled() else self.visible(batch, anchors, latent)
+        if visible is not None:
+            kept = visible.nonzero().squeeze(-1)
+            xy, slot = xy[kept], batch.slot[kept]
+        else:
+            slot = batch.slot
+        parts = [self.torso(xy[i : i + CHUNK], slot[i : i + CHUNK], anchors, latent) for i in range(0, len(xy), CHUNK)]
         torso = torch.cat([p[0] for p in parts]) if parts else head.new_zeros(0, 4)
         offset = torch.cat([p[1] for p in parts]) if parts else head.new_zeros(0)
+        if visible is not None:
+            torso = head.new_zeros(rows, 4).index_copy_(0, kept, torso)
+            offset = head.new_zeros(rows).index_copy_(0, kept, offset)
         return {"rgba": over(head, torso), "reg_entropy": alpha_entropy(torso[:, 3]), "reg_deform": offset}
+
+    def visible(self, batch: PixelBatch, anchors: Float[Tensor, "F enc"], latent: Float[Tensor, "F latent"] | None) -> Tensor | None:
+        """Which pixels of `batch` may show torso (point 6 of the module docstring); None when a
+        coarse pass would cost more than it saves (fewer pixels per frame than twice the coarse grid)."""
+        frames = batch.frame_ids.shape[0]
+        rows, cols = -(-batch.height // COARSE), -(-batch.width // COARSE)
+        if frames == 0 or batch.n_rays < 2 * frames * rows * cols:
+            return None
+        device = batch.pixels.device
+        centres_y = (torch.arange(rows, device=device) * COARSE + COARSE / 2).clamp(max=batch.height - 0.5)
+        centres_x = (torch.arange(cols, device=device) * COARSE + COARSE / 2).clamp(max=batch.width - 0.5)
+        grid_y, grid_x = torch.meshgrid(centres_y, centres_x, indexing="ij")
+        size = torch.tensor([batch.width, batch.height], dtype=torch.float32, device=device)
+        xy = (torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2) / size * 2 - 1).repeat(frames, 1)
+        slot = torch.arange(frames, device=device).repeat_interleave(rows * cols)
+        alpha = self.torso(xy, slot, anchors, latent)[0][:, 3].reshape(frames, 1, rows, cols)
+        cells = F.max_pool2d((alpha > VISIBLE_ALPHA).float(), kernel_size=3, stride=1, padding=1)[:, 0] > 0  # [F, rows, cols]
+        cell = (batch.pixels * (1 / COARSE)).long()  # [R, 2] (x, y): truncation is floor for pixels >= 0
+        flat = (batch.slot * rows + cell[:, 1].clamp(0, rows - 1)) * cols + cell[:, 0].clamp(0, cols - 1)
+        return cells.reshape(-1)[flat]
 
     def torso(
         self, xy: Float[Tensor, "R 2"], slot: Tensor, anchors: Float[Tensor, "F enc"], latent: Float[Tensor, "F latent"] | None

@@ -19,6 +19,7 @@ its first frame. Until its first update it is not `ready` and renderers sample t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from thkit.render.nerf.bounds import BoxRays
+from thkit.render.nerf.bounds import BoxRays, intersect_box
 
 UPDATE_CHUNK = 65536  # cells evaluated at once, to bound the memory of an update
+MAX_STEP_CELLS = math.sqrt(3) / 2  # clip's lookup spacing, in cells: the box's diagonal in 2 x resolution steps
 
 
 class OccupancyGrid(nn.Module):
@@ -45,6 +47,8 @@ class OccupancyGrid(nn.Module):
         self._calls = 0
         self._mask: Tensor | None = None
         self._mask_version: tuple[int, int] = (-1, -1)
+        self._box: tuple[Tensor, Tensor] | None = None
+        self._box_of: Tensor | None = None  # the mask `_box` was computed from
 
     @property
     def ready(self) -> bool:
@@ -85,19 +89,47 @@ class OccupancyGrid(nn.Module):
         flat = (index[..., 0] * g + index[..., 1]) * g + index[..., 2]
         return self.mask().reshape(-1)[flat] & inside
 
+    def occupied_box(self) -> tuple[Float[Tensor, "3"], Float[Tensor, "3"]] | None:
+        """World-space corners of the smallest box holding every occupied cell (of `mask`); None when none is."""
+        mask = self.mask()
+        if self._box_of is not mask:  # computed once per mask
+            cells = mask.nonzero()
+            cell = 2 * self.bound / self.resolution
+            self._box = None if len(cells) == 0 else (cells.amin(dim=0) * cell - self.bound, (cells.amax(dim=0) + 1) * cell - self.bound)
+            self._box_of = mask
+        return self._box
+
     def clip(self, rays: BoxRays, chunk: int | None = None) -> BoxRays:
         """The rays that cross an occupied cell, each shortened to its occupied stretch; `chunk`
-        rays at a time when given, which bounds the [rays, 2 x resolution] work arrays below.
+        rays at a time when given, which bounds the [rays, steps] work arrays below.
 
-        Each interval is looked up at 2 x resolution evenly spaced points, closer than a cell
-        (the longest interval, the box's diagonal, is sqrt(3) cells per cell of resolution). The
-        points are placed in cell units and looked up in the mask padded with one empty cell on
-        every side, so a point outside the box needs no test of its own: this runs for every ray
-        of a frame that enters the box, and is a handful of passes over [rays, 2 x resolution].
+        Rays are first cut to the box around all occupied cells (`occupied_box`: a face fills a
+        fraction of the head's box, so many rays miss it and the rest get shorter), then each
+        interval is looked up at evenly spaced points, closer than sqrt(3)/2 of a cell (as many as
+        the longest interval needs, at most 2 x resolution). Cells are dilated by one, so a point
+        every sqrt(3)/2 cell finds every occupied cell a ray's surface lies in. The points are placed
+        in cell units and looked up in the mask padded with one empty cell on every side, so a point
+        outside the box needs no test of its own: this runs for every ray of a frame that enters
+        the box, and is a handful of passes over [rays, steps].
         """
+        box = self.occupied_box()
+        if box is None:
+            return rays.take(0, 0)
+        enter, leave = intersect_box(rays.origins, rays.directions, *box)
+        nears, fars = torch.maximum(rays.nears, enter), torch.minimum(rays.fars, leave)
+        hit = (fars > nears).nonzero().squeeze(-1)
+        rays = BoxRays(rays.origins[hit], rays.directions[hit], nears[hit], fars[hit], rays.slot[hit], rays.index[hit])
+        if len(rays) == 0:
+            return rays
+        longest = float((rays.fars - rays.nears).max()) * self.resolution / (2 * self.bound)  # cells
+        steps = min(2 * self.resolution, max(1, math.ceil(longest / MAX_STEP_CELLS)))
         if chunk is not None and len(rays) > chunk:
-            return BoxRays.cat([self.clip(rays.take(i, i + chunk)) for i in range(0, len(rays), chunk)], rays)
-        g, steps = self.resolution, 2 * self.resolution
+            return BoxRays.cat([self._march(rays.take(i, i + chunk), steps) for i in range(0, len(rays), chunk)], rays)
+        return self._march(rays, steps)
+
+    def _march(self, rays: BoxRays, steps: int) -> BoxRays:
+        """`clip`'s lookup of `steps` points along each ray, and the stretch from the first occupied to the last."""
+        g = self.resolution
         side = g + 2  # the mask padded with one empty cell on every side
         padded = F.pad(self.mask(), (1, 1, 1, 1, 1, 1)).view(torch.uint8)
         span = rays.fars - rays.nears
