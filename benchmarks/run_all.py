@@ -1,6 +1,6 @@
 """Run every benchmarks/bench_*.py and append their tables to benchmarks/RESULTS.md.
 
-Run: python benchmarks/run_all.py [--only core,synth] [--dry-run]
+Run: python benchmarks/run_all.py [--only core,synth] [--skip growth,quality] [--dry-run]
 Each section records the date, the machine (CPU model, cores, memory) and the git commit.
 """
 
@@ -45,12 +45,16 @@ def commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated benchmark names, e.g. core,synth (default: all)")
+    parser.add_argument("--skip", help="comma-separated benchmark names to leave out, e.g. growth,quality")
     parser.add_argument("--dry-run", action="store_true", help="print the results, do not append them")
     args = parser.parse_args()
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         scripts = [script for script in scripts if script.stem.removeprefix("bench_") in wanted]
+    if args.skip:
+        unwanted = {name.strip() for name in args.skip.split(",")}
+        scripts = [script for script in scripts if script.stem.removeprefix("bench_") not in unwanted]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = [f"\n## {stamp}, commit {commit()}\n", f"Machine: {machine()}\n"]
     for script in scripts:
