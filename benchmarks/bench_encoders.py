@@ -7,15 +7,18 @@ requested length; HuBERT is a base-size model (HubertConfig() defaults, 94 M par
 random weights, since no pretrained weights can be downloaded here: its speed and memory are
 those of the real base checkpoint. Each encoder runs in a fresh process: compute time excludes
 imports and model loading (a 1 s warm-up runs first), and peak memory is that process's peak
-resident set size (VmHWM), interpreter, torch and model included.
+resident set size (VmHWM), interpreter, torch and model included (the phones encoder's worker
+processes, forked for recognition of long audio, are not in it: each is a copy of this process
+that adds about one pocketsphinx decoder).
 
 Targets: HuBERT base >= 10x real time, mel, formant and phones >= 50x; HuBERT < 2 GB for
 10 minutes of audio.
 
 The machine may be shared: the load average is printed, and CPU seconds (all threads of the
-process) are given beside wall time. For the single-threaded analyses (formant, phones) audio
-seconds per CPU second is the speed an idle core gives; for torch with two threads, two idle cores
-give at most twice it.
+process and of its worker processes) are given beside wall time. For the single-threaded analyses
+(formant, phones' alignment) audio seconds per CPU second is the speed an idle core gives; for
+torch with two threads, and phones' recognition in two worker processes, two idle cores give at
+most twice it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,8 +44,8 @@ SPEECH = (
 # name -> (encoder type, params (with "{weights}" the random HuBERT folder), speed target x, memory target MB)
 CASES = {
     "mel": ("mel", {}, 50, None),
-    "hubert (base, random)": ("hubert", {"weights": "{weights}"}, 10, 2048),
-    "hubert (base, random, bfloat16)": ("hubert", {"weights": "{weights}", "precision": "bfloat16"}, 10, 2048),
+    "hubert (base, random)": ("hubert", {"weights": "{weights}"}, 10, 2048),  # precision auto: bfloat16 where native
+    "hubert (base, random, float32)": ("hubert", {"weights": "{weights}", "precision": "float32"}, 10, 2048),
     "formant": ("formant", {}, 50, None),
     "phones (recognize)": ("phones", {"mode": "recognize"}, 50, None),
     "phones (align)": ("phones", {"mode": "align"}, 50, None),
@@ -83,9 +87,9 @@ def child(encoder_type: str, params: dict, audio_path: Path, text_path: Path, th
         warnings.simplefilter("always")
         module({"audio": audio[:16000]}, Timeline(16000, 16000, text=text and " ".join(text.split()[:2])))
         caught.clear()  # the warm-up's own complaints do not matter
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         out = module({"audio": audio}, Timeline(audio.shape[0], 16000, text=text))["features"]
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return {
         "seconds": wall,
         "cpu_seconds": cpu,
@@ -94,6 +98,12 @@ def child(encoder_type: str, params: dict, audio_path: Path, text_path: Path, th
         "shape": list(out.shape),
         "warnings": sorted({str(w.message)[:120] for w in caught}),
     }
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (phones' recognition workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -108,6 +118,8 @@ def peak_rss_mb() -> float:
 def run_case(name: str, inputs: tuple[Path, Path, Path], threads: int) -> dict:
     encoder_type, params, _, _ = CASES[name]
     params = {key: value.format(weights=inputs[2]) if isinstance(value, str) else value for key, value in params.items()}
+    if encoder_type == "phones":
+        params["workers"] = threads  # processes for recognition: as many as torch gets threads
     command = [sys.executable, __file__, "--child", json.dumps([encoder_type, params, str(inputs[0]), str(inputs[1]), threads])]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -118,7 +130,7 @@ def run_case(name: str, inputs: tuple[Path, Path, Path], threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the test audio")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads and phones' worker processes (the machine has 2 cores)")
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="run only these encoders")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -49,7 +49,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def encoder(**params) -> HubertEncoder:
-    return HubertEncoder(HubertParams(**params), {"audio": Audio(16000)}, GraphContext())
+    """float32 unless a test asks otherwise: the default (auto) is bfloat16 on CPUs that have it."""
+    return HubertEncoder(HubertParams(**{"precision": "float32", **params}), {"audio": Audio(16000)}, GraphContext())
 
 
 def features(audio: torch.Tensor, **params) -> torch.Tensor:
@@ -146,6 +147,20 @@ def test_trainable_backbone_gets_gradients(tiny):
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
+def test_a_trainable_group_norm_front_end_gets_the_models_gradient(tiny):
+    """The whole-clip statistics are functions of the first convolution's weights, as in nn.GroupNorm."""
+    from transformers import HubertModel
+
+    audio = speechlike(2.0)
+    reference = HubertModel.from_pretrained(tiny["base-like"]).eval()
+    reference(F.pad(audio, (40, 40))[None], output_hidden_states=True).hidden_states[0][0].square().sum().backward()
+    module = encoder(weights=str(tiny["base-like"]), trainable=True, normalize=False, layer=0).build().eval()
+    module({"audio": audio}, Timeline(audio.shape[0], 16000))["features"].square().sum().backward()
+    ours = module.backbone.feature_extractor.conv_layers[0].conv.weight.grad
+    theirs = reference.feature_extractor.conv_layers[0].conv.weight.grad
+    assert (ours - theirs).norm() / theirs.norm() < 1e-3
+
+
 def test_bfloat16_is_close_to_float32(tiny):
     audio = speechlike(3.0)
     exact = features(audio, weights=str(tiny["base-like"]), chunk_seconds=1)
@@ -154,6 +169,21 @@ def test_bfloat16_is_close_to_float32(tiny):
     assert (fast - exact).norm() / exact.norm() < 0.05
     with pytest.raises(PortMismatch, match="precision: bfloat16 is for inference"):
         encoder(weights=str(tiny["base-like"]), precision="bfloat16", trainable=True).outputs()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_for_a_frozen_backbone_where_the_cpu_has_it(tiny, monkeypatch, native):
+    from thkit.plugins.encoders import _hubert_module
+
+    monkeypatch.setattr(_hubert_module, "native_bfloat16", lambda: native)
+    frozen = encoder(weights=str(tiny["base-like"]), precision="auto").build()
+    trainable = encoder(weights=str(tiny["base-like"]), precision="auto", trainable=True).build()
+    assert frozen.backbone.dtype == (torch.bfloat16 if native else torch.float32)
+    assert trainable.backbone.dtype == torch.float32
+    assert HubertParams().precision == "auto"
+    with torch.inference_mode():
+        out = frozen({"audio": speechlike(1.0)}, Timeline(16000, 16000))["features"]
+    assert out.dtype == torch.float32 and out.shape == (50, 32)
 
 
 def test_wav2vec2_family(tmp_path):
