@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -82,19 +81,14 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --work after its last measured round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    import torch
+    from _work import work_folder
 
     from thkit.core.graph import load_graph
     from thkit.demo import measure_run
     from thkit.train import train
     from thkit.train.data import cache_root, resolve_dataset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="bench-growth-") as temporary:
-        work = args.work or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("THKIT_CACHE", str(work / "cache"))
+    with work_folder(args.work, "bench-growth-", args.threads) as work:
         records_path, run = work / "rounds.jsonl", work / "run"
         records = [json.loads(line) for line in records_path.read_text().splitlines()] if args.resume and records_path.is_file() else []
         if not args.resume:

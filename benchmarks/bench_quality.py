@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -85,14 +84,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the runs and the cache here (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    import torch
+    from _work import work_folder
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="bench-quality-") as temporary:
-        work = args.work or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("THKIT_CACHE", str(work / "cache"))
+    with work_folder(args.work, "bench-quality-", args.threads) as work:
         chosen = variants(work)
         if args.only:
             chosen = {name: chosen[name] for name in args.only.split(",")}
