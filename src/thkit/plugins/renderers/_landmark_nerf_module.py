@@ -68,7 +68,7 @@ from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
 from thkit.core.pixels import PixelBatch
-from thkit.render.nerf.bounds import BoxRays, rays_in_box
+from thkit.render.nerf.bounds import BoxRays, at_pixels, rays_in_box
 from thkit.render.nerf.codes import FrameCodes
 from thkit.render.nerf.compose import alpha_entropy
 from thkit.render.nerf.encodings import MultiResTriplanes
@@ -295,8 +295,7 @@ class LandmarkNerfModule(nn.Module):
         n_ambient = 1 + int(self.audio_gate is not None)
 
         def scatter(values: list[Tensor], shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
-            out = torch.full((batch.n_rays, *shape), fill, device=device)
-            return out.index_put((index,), torch.cat(values)) if values else out
+            return at_pixels(index, values, batch.n_rays, shape, fill)
 
         rgb = scatter([p.rgb for p in parts], (3,))
         alpha = scatter([p.alpha for p in parts], ())

@@ -68,7 +68,7 @@ from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
 from thkit.core.pixels import PixelBatch
-from thkit.render.nerf.bounds import BoxRays, rays_in_box
+from thkit.render.nerf.bounds import BoxRays, at_pixels, rays_in_box
 from thkit.render.nerf.codes import FrameCodes
 from thkit.render.nerf.compose import alpha_entropy
 from thkit.render.nerf.density_cache import DensityCache
@@ -210,25 +210,20 @@ class TriplaneNerfModule(nn.Module):
             if self.density_cache is not None and not torch.is_grad_enabled():
                 lookup = self.refreshed_cache()
         chunks = [self.render_rays(rays.take(i, i + self.chunk), frames, lookup) for i in range(0, len(rays), self.chunk)]
-        count = batch.n_rays
         index = torch.cat([c[0] for c in chunks]) if chunks else rays.index
 
-        def scatter(position: int, width: int | None, fill: float = 0.0) -> Tensor:
-            shape = (count,) if width is None else (count, width)
-            out = torch.full(shape, fill, device=device)
-            if chunks:
-                out = out.index_put((index,), torch.cat([c[position] for c in chunks]))
-            return out
+        def scatter(position: int, shape: tuple[int, ...] = (), fill: float = 0.0) -> Tensor:
+            return at_pixels(index, [c[position] for c in chunks], batch.n_rays, shape, fill)
 
-        rgb, alpha = scatter(1, 3), scatter(2, None)
+        rgb, alpha = scatter(1, (3,)), scatter(2)
         result = {
             "rgba": torch.cat([rgb, alpha[:, None]], dim=-1),
-            "depth": scatter(3, None, self.far),
-            "reg_ambient": scatter(4, None),
+            "depth": scatter(3, fill=self.far),
+            "reg_ambient": scatter(4),
             "reg_entropy": alpha_entropy(alpha),
         }
         if self.eye_gate is not None:
-            result["reg_eye"] = scatter(5, None)
+            result["reg_eye"] = scatter(5)
         return result
 
     def frame_conditions(self, batch: PixelBatch, conditions: dict[str, Tensor]) -> FrameConditions:

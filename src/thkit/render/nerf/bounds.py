@@ -78,3 +78,10 @@ def rays_in_box(batch: PixelBatch, bound: float, near: float, far: float) -> Box
     fars = leave.clamp(max=far)
     index = (fars > nears).nonzero().squeeze(-1)
     return BoxRays(origins[index], directions[index], nears[index], fars[index], batch.slot[index], index)
+
+
+def at_pixels(index: Int[Tensor, "H"], values: list[Tensor], n_rays: int, shape: tuple[int, ...] = (), fill: float = 0.0) -> Tensor:
+    """Per-ray values of the rendered rays (chunks whose rows follow `index`, the rays' pixels in the
+    batch) put back at their pixels: [n_rays, *shape], `fill` at pixels no rendered ray belongs to."""
+    out = torch.full((n_rays, *shape), fill, device=index.device)
+    return out.index_put((index,), torch.cat(values)) if values else out
