@@ -36,10 +36,12 @@ make the seams show, and both are dealt with:
 
 Memory grows with one pass (`chunk_seconds + 2 * overlap`; its convolutions run in 5 s blocks),
 not with the clip. The convolutions see each frame once: the frames two passes share are carried
-over, not recomputed. Longer passes would not be faster: attention's cost grows with the square of
-a pass's length, and at the default 36 s it already costs about as much as the linear layers (on a
-CPU, in bfloat16); shorter ones are a little faster (10 s chunks with 1 s of overlap, about 10%)
-but see less context.
+over, not recomputed. Pass length trades context for speed, as attention's cost grows with the
+square of a pass's length: on this project's 2-core CPU (bfloat16, base size, 3 min of speech,
+2 threads) 30 s chunks with 3 s of overlap ran at 10.2x real time, the default 20 s with 2 s at
+12.7-13.2x, 15 s with 1.5 s at 12.4x and 10 s with 1 s at 13.4x. The default gives every frame
+at least 2 s of context on either side; the peers' HuBERT scripts (ER-NeRF's and GeneFace's
+data_utils/hubert.py) cut long audio into 1000-frame (20 s) pieces with none.
 
 Precision. A frozen backbone runs in bfloat16 where the CPU has bfloat16 instructions
 (`precision: auto`, decided when the model is built): about 1.7x faster than float32 on an
@@ -90,8 +92,8 @@ class HubertParams(Params):
         description="zero-mean unit-variance input per clip; default: as the checkpoint's preprocessor_config.json "
         "says (Wav2Vec2FeatureExtractor's do_normalize, true when absent)",
     )
-    chunk_seconds: float = Field(30.0, ge=0.1, description="new audio per pass (bounds memory)")
-    overlap_seconds: float = Field(3.0, ge=0, description="context each pass carries on either side of its frames")
+    chunk_seconds: float = Field(20.0, ge=0.1, description="new audio per pass (bounds memory)")
+    overlap_seconds: float = Field(2.0, ge=0, description="context each pass carries on either side of its frames")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="backbone arithmetic: bfloat16 about halves the time on CPUs with AVX512-BF16/AMX and on GPUs, "

@@ -20,8 +20,9 @@ pocketsphinx analyses 25.6 ms windows every 10 ms; the audio is padded so that w
 on row k. It needs 16 kHz audio.
 
 Speed, on one core of a 2-core AMD EPYC, for 10 minutes of piper speech: alignment about 55x real
-time (one pass of a phone-level grammar, in 8 s windows; `_phones_module` says how and what that
-changes), recognition about 20x, and up to twice that with `workers: 2` and two free cores.
+time (one pass of a phone-level grammar, in 8 s windows), recognition about 39x, and about 70x
+with `workers: 2` on two free cores. `_phones_module` says how, and what each choice does to the
+rows.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class PhonesEncoder(Component):
 
     kind = "encoder"
     Params = PhonesParams
-    version = "2"  # forced alignment in one phone-level pass (rows differ slightly from version 1's word-then-phone passes)
+    version = "3"  # 2: forced alignment in one phone-level pass; 3: faster, closer recognition settings
     inputs = {"audio": Accepts(Audio, sample_rate=SAMPLE_RATE, doc="mono speech at 16 kHz")}
 
     def outputs(self) -> dict[str, Seq]:
