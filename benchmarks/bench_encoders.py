@@ -90,6 +90,8 @@ def child(encoder_type: str, params: dict, audio_path: Path, text_path: Path, th
         wall, cpu = time.perf_counter(), cpu_seconds()
         out = module({"audio": audio}, Timeline(audio.shape[0], 16000, text=text))["features"]
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    if encoder_type == "phones":  # kept to compare recognition with alignment
+        np.save(audio_path.parent / f"phones-{params['mode']}.npy", out.argmax(dim=1).numpy())
     return {
         "seconds": wall,
         "cpu_seconds": cpu,
@@ -160,6 +162,10 @@ def main() -> None:
                 flush=True,
             )
             notes += [f"- {name}: {message}" for message in result["warnings"]]
+        labels = {mode: Path(folder) / f"phones-{mode}.npy" for mode in ("recognize", "align")}
+        if all(path.exists() for path in labels.values()):
+            alike = np.mean(np.load(labels["recognize"]) == np.load(labels["align"]))
+            print(f"\nphones: {alike:.1%} of recognised rows are labelled as forced alignment of the transcript labels them")
     if notes:
         print("\nwarnings during the timed runs:\n" + "\n".join(notes))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
