@@ -5,7 +5,9 @@ since the last checkpoint.
 RUN/
   spec.yaml                  the resolved spec: overrides applied, data: {dataset: <absolute path>}
   run.json                   thkit version, spec name, dataset, options, each stage's steps done, global step
-  weights.safetensors        every node's state dict, keys `<node>.<param>`
+  weights.safetensors        every node's state dict, keys `<node>.<param>`, but for weights a node
+                             loads itself and does not train (a frozen pretrained HuBERT): their
+                             digests are in its metadata (`external_weights`)
   state/tensors.safetensors  optimizer moments, RNG states (torch, the ray sampler's, numpy's key),
                              auxiliary modules (`aux.<node>.visual.<param>`: a sync encoder's mouth encoder)
   state/state.json           the stage and step the state belongs to, the optimizer's param groups and
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -52,6 +54,7 @@ FORMAT = 1
 SPEC, RECORD, WEIGHTS, METRICS, PREVIEW, TENSORBOARD = "spec.yaml", "run.json", "weights.safetensors", "metrics.jsonl", "preview.mp4", "tb"
 STATE_TENSORS, STATE_JSON = "state/tensors.safetensors", "state/state.json"
 JOURNAL = ".commit.json"
+EXTERNAL = "external"  # weights metadata: {"<node>.<prefix>": digest} of entries left out (`external_weights`)
 ENTRIES = (SPEC, RECORD, WEIGHTS, METRICS, PREVIEW, TENSORBOARD, "state")  # what `clear()` may delete
 
 
@@ -144,9 +147,18 @@ class RunFolder:
         journal.unlink()
 
     def save(self, record: dict[str, Any], modules: Mapping[str, nn.Module], checkpoint: Checkpoint, metrics: list[str]) -> None:
-        """Commit one checkpoint: run.json, weights, state/ and metrics together."""
-        weights = {f"{node}.{key}": value for node, module in modules.items() for key, value in module.state_dict().items()}
-        metadata = {"format": str(FORMAT), "thkit": __version__, "spec": str(record.get("spec", ""))}
+        """Commit one checkpoint: run.json, weights, state/ and metrics together.
+
+        Weights a module loads itself at build and does not train (its `external_weights()`, e.g. a
+        frozen pretrained HuBERT) are left out; their digests are kept in the file's metadata.
+        """
+        weights: dict[str, Tensor] = {}
+        left_out: dict[str, str] = {}
+        for node, module in modules.items():
+            external = external_weights(module)
+            left_out.update({f"{node}.{prefix}": digest for prefix, digest in external.items()})
+            weights.update({f"{node}.{key}": value for key, value in module.state_dict().items() if not key.startswith(tuple(external))})
+        metadata = {"format": str(FORMAT), "thkit": __version__, "spec": str(record.get("spec", "")), EXTERNAL: json.dumps(left_out)}
         self.commit(
             {
                 WEIGHTS: lambda path: save_file(_plain(weights), path, metadata=metadata),
@@ -158,15 +170,28 @@ class RunFolder:
         )
 
     def load_weights(self, modules: Mapping[str, nn.Module]) -> None:
-        """Load weights.safetensors into `modules` (every node of the file that `modules` has)."""
+        """Load weights.safetensors into `modules` (every node of the file that `modules` has).
+
+        Entries the file left out as external (see `save`) stay as the module loaded them at build,
+        after a check that they are the weights the run was trained with.
+        """
         weights = self._tensors(WEIGHTS)
+        left_out = json.loads(self._metadata(WEIGHTS).get(EXTERNAL, "{}"))
         by_node: dict[str, dict[str, Tensor]] = {}
         for key, value in weights.items():
             node, _, name = key.partition(".")
             by_node.setdefault(node, {})[name] = value
-        for node, state in by_node.items():
-            if node in modules:
-                _load_module(modules[node], state, f"node '{node}' in {self.path(WEIGHTS)}")
+        for node, module in modules.items():
+            what = f"node '{node}' in {self.path(WEIGHTS)}"
+            prefixes = tuple(key.partition(".")[2] for key in left_out if key.partition(".")[0] == node)
+            for prefix, digest in external_weights(module).items():
+                if prefix in prefixes and left_out[f"{node}.{prefix}"] != digest:
+                    raise ThkitError(
+                        f"{what}: the weights node '{node}' loads at build ({prefix}*) are not those the run was trained with",
+                        hint=f"point node '{node}''s weights at the checkpoint the run was trained with, or train again with --force",
+                    )
+            if node in by_node or prefixes:
+                _load_module(module, by_node.get(node, {}), what, prefixes)
 
     def load_state(self) -> Checkpoint:
         try:
@@ -174,6 +199,13 @@ class RunFolder:
         except (OSError, ValueError) as error:
             raise ThkitError(f"{self.path(STATE_JSON)}: unreadable ({error})", hint="start over with --force") from None
         return Checkpoint(self._tensors(STATE_TENSORS), meta)
+
+    def _metadata(self, name: str) -> dict[str, str]:
+        try:
+            with safe_open(self.path(name), "pt") as file:
+                return file.metadata() or {}
+        except (OSError, SafetensorError) as error:
+            raise ThkitError(f"{self.path(name)}: unreadable ({error})", hint="start over with --force") from None
 
     def _tensors(self, name: str) -> dict[str, Tensor]:
         try:
@@ -191,11 +223,29 @@ def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {key: value.detach().to("cpu", copy=True).contiguous() for key, value in tensors.items()}
 
 
-def _load_module(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+def external_weights(module: nn.Module) -> dict[str, str]:
+    """{state-dict key prefix: digest} of the weights `module` loads itself at build and does not train.
+
+    A module opts in by defining `external_weights()` (a frozen pretrained backbone): a run's
+    weights file then leaves those entries out, so it does not carry a copy of, say, a 1.2 GB
+    HuBERT-large at every checkpoint. The digest is of the weights as their source holds them.
+    """
+    method = getattr(module, "external_weights", None)
+    return dict(method()) if callable(method) else {}
+
+
+def _load_module(module: nn.Module, state: Mapping[str, Tensor], what: str, left_out: tuple[str, ...] = ()) -> None:
+    """Load `state` strictly, except that entries under the `left_out` prefixes may be missing."""
     try:
-        module.load_state_dict(dict(state))
+        missing, unexpected = module.load_state_dict(dict(state), strict=not left_out)
     except RuntimeError as error:
         raise ThkitError(f"{what} does not fit the spec's module: {error}", hint="start over with --force") from None
+    missing = [key for key in missing if not key.startswith(left_out)]
+    if missing or unexpected:
+        raise ThkitError(
+            f"{what} does not fit the spec's module: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}",
+            hint="start over with --force",
+        )
 
 
 def aux_tensors(visuals: Mapping[str, nn.Module]) -> dict[str, Tensor]:

@@ -230,14 +230,54 @@ def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):
 
 def test_cache_identity_hashes_the_frozen_backbone_once(tiny, monkeypatch):
     import thkit.audio.cache as cache
+    from thkit.plugins.encoders import _hubert_module
 
     module = encoder(weights=str(tiny["base-like"])).build()
     calls = []
     real = cache.state_digest
-    monkeypatch.setattr(cache, "state_digest", lambda state: calls.append(len(state)) or real(state))
+    monkeypatch.setattr(_hubert_module, "state_digest", lambda state: calls.append(len(state)) or real(state))
     first = cache.module_digest(module)
     second = cache.module_digest(module)
     assert first == second
     backbone_tensors = sum(1 for key in module.state_dict() if key.startswith("backbone."))
     assert calls.count(backbone_tensors) == 1  # the backbone was hashed on the first lookup only
     assert module.cache_identity() != encoder(weights=str(tiny["large-like"])).build().cache_identity()
+
+
+def test_a_run_checkpoint_leaves_a_frozen_backbone_out_and_checks_it_on_load(tiny, tmp_path):
+    """The run file holds the learned layer weights, not the backbone; loading puts them back over
+    a backbone built from `weights`, after checking it is the one the run was trained with."""
+    from safetensors import safe_open
+
+    from thkit.train.run import WEIGHTS, Checkpoint, RunFolder
+
+    params = dict(weights=str(tiny["base-like"]), layer="weighted", precision="bfloat16")  # the digest ignores precision
+    trained = encoder(**params).build()
+    with torch.no_grad():
+        trained.layer_logits.copy_(torch.arange(3.0))
+    folder = RunFolder(tmp_path / "run").open()
+    folder.save({"spec": "toy"}, {"content": trained}, Checkpoint({}, {}), [])
+    with safe_open(folder.path(WEIGHTS), "pt") as file:
+        assert list(file.keys()) == ["content.layer_logits"]
+
+    fresh = encoder(**{**params, "precision": "float32"}).build()
+    folder.load_weights({"content": fresh})
+    assert torch.equal(fresh.layer_logits, torch.arange(3.0))
+
+    other = save_tiny(tmp_path / "other", **FLAVOURS["base-like"], initializer_range=0.05)  # different weights
+    stranger = encoder(**{**params, "weights": str(other)}).build()
+    with pytest.raises(ThkitError, match="node 'content'.*not those the run was trained with"):
+        folder.load_weights({"content": stranger})
+
+
+def test_a_trainable_backbone_is_saved_whole(tiny, tmp_path):
+    from safetensors import safe_open
+
+    from thkit.train.run import WEIGHTS, Checkpoint, RunFolder
+
+    module = encoder(weights=str(tiny["large-like"]), trainable=True).build()
+    folder = RunFolder(tmp_path / "run").open()
+    folder.save({"spec": "toy"}, {"content": module}, Checkpoint({}, {}), [])
+    with safe_open(folder.path(WEIGHTS), "pt") as file:
+        assert {f"content.{key}" for key in module.state_dict()} == set(file.keys())
+    folder.load_weights({"content": encoder(weights=str(tiny["large-like"]), trainable=True).build()})

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from thkit.audio.cache import state_digest
 from thkit.core import ThkitError, Timeline
 from thkit.plugins.encoders.hubert import FPS, SAMPLE_RATE, HubertParams
 
@@ -47,9 +48,13 @@ class HubertModule(nn.Module):
             self.layer = params.layer % self.num_states
         self.trainable = params.trainable
         self._frozen_digest: str | None = None
+        self._source_digest: str | None = None
         if not self.trainable:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+            # The weights as the checkpoint holds them, before any change of precision (a run
+            # keeps this instead of a copy of the backbone: `external_weights`).
+            self._source_digest = state_digest(self.backbone.state_dict())
         self.backbone.to(backbone_dtype(params))
         self.normalize = wants_normalize(params.weights) if params.normalize is None else params.normalize
 
@@ -67,8 +72,6 @@ class HubertModule(nn.Module):
 
     def cache_identity(self) -> str:
         """The feature cache's key for these weights: a frozen backbone is hashed once, not per lookup."""
-        from thkit.audio.cache import state_digest
-
         state = self.state_dict()
         if self.trainable:
             return state_digest(state)
@@ -76,6 +79,10 @@ class HubertModule(nn.Module):
             self._frozen_digest = state_digest({k: v for k, v in state.items() if k.startswith("backbone.")})
         own = state_digest({k: v for k, v in state.items() if not k.startswith("backbone.")})
         return f"{self._frozen_digest}+{own}"
+
+    def external_weights(self) -> dict[str, str]:
+        """A frozen backbone comes from `weights` at every build, so a run's checkpoints leave it out."""
+        return {} if self._source_digest is None else {"backbone.": self._source_digest}
 
     def _check(self, config, params: HubertParams) -> None:
         if config.hidden_size != self.hidden:
