@@ -48,13 +48,10 @@ class HubertModule(nn.Module):
             self.layer = params.layer % self.num_states
         self.trainable = params.trainable
         self._frozen_digest: str | None = None
-        self._source_digest: str | None = None
+        self._weights_digest: str | None = None
         if not self.trainable:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
-            # The weights as the checkpoint holds them, before any change of precision (a run
-            # keeps this instead of a copy of the backbone: `external_weights`).
-            self._source_digest = state_digest(self.backbone.state_dict())
         self.backbone.to(backbone_dtype(params))
         self.normalize = wants_normalize(params.weights) if params.normalize is None else params.normalize
 
@@ -81,8 +78,17 @@ class HubertModule(nn.Module):
         return f"{self._frozen_digest}+{own}"
 
     def external_weights(self) -> dict[str, str]:
-        """A frozen backbone comes from `weights` at every build, so a run's checkpoints leave it out."""
-        return {} if self._source_digest is None else {"backbone.": self._source_digest}
+        """A frozen backbone comes from `weights` at every build, so a run's checkpoints leave it out.
+
+        Its digest is of the weights rounded to bfloat16, which is what this machine runs them in or
+        not: a run trained where `precision: auto` picks bfloat16 loads where it picks float32.
+        """
+        if self.trainable:
+            return {}
+        if self._weights_digest is None:
+            state = self.backbone.state_dict()
+            self._weights_digest = state_digest({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()})
+        return {"backbone.": self._weights_digest}
 
     def _check(self, config, params: HubertParams) -> None:
         if config.hidden_size != self.hidden:
