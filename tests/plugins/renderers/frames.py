@@ -30,3 +30,26 @@ class Frame:
 
 def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
     return float(-10 * torch.log10(((image - target) ** 2).mean()))
+
+
+def occupy_a_central_block(module: torch.nn.Module) -> None:
+    """Mark a block of cells at the centre of the occupancy grid dense, and the grid ready (as after training)."""
+    grid = module.occupancy
+    g = grid.resolution
+    with torch.no_grad():
+        grid.density.zero_()
+        grid.density[g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4] = 1e3
+        grid.updates.fill_(1)
+
+
+def counting_field(module: torch.nn.Module) -> list[int]:
+    """Points evaluated by each call of `module.field` from now on."""
+    counts: list[int] = []
+    field = module.field
+
+    def counted(positions: torch.Tensor, *args):
+        counts.append(positions.shape[0] * positions.shape[1])
+        return field(positions, *args)
+
+    module.field = counted
+    return counts

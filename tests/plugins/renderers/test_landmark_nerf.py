@@ -17,7 +17,7 @@ from thkit.core.pixels import PixelBatch
 from thkit.plugins.renderers.landmark_nerf import LandmarkNerf
 from thkit.render.nerf.compose import over_background
 from thkit.testing import check_component
-from tests.plugins.renderers.frames import psnr
+from tests.plugins.renderers.frames import counting_field, occupy_a_central_block, psnr
 
 FPS = Fraction(25)
 LANDMARKS = Landmarks(68, 3, FPS)
@@ -326,3 +326,49 @@ def test_learns_a_frame_and_its_lip_landmark_stays_local(subject):
     distance = frame.distance_to(frame.landmarks2d[LOWER_LIP])
     assert change[distance < 3].max() > 1e-3
     assert change[distance > 6].max() == 0
+
+
+# -- the density cache (opt-in) -------------------------------------------------------------------------
+
+
+def test_training_keeps_the_mean_landmarks_as_the_neutral_face():
+    module = build(audio=True).train()
+    first, second = conditions(2, seed=0, audio=True), conditions(3, seed=1, audio=True)
+    module(random_batch(2), first)
+    module(random_batch(3), second)
+    seen = torch.cat([first["landmarks"], second["landmarks"]])
+    assert float(module.neutral_frames) == 5
+    assert torch.allclose(module.neutral_landmarks, seen.mean(dim=0), atol=1e-6)
+    with torch.no_grad():
+        module.eval()(random_batch(2), conditions(2, seed=2, audio=True))  # rendering does not move it
+    assert torch.allclose(module.neutral_landmarks, seen.mean(dim=0), atol=1e-6)
+
+
+def test_density_cache_places_the_samples_once_the_neutral_face_is_known():
+    assert build().density_cache is None  # off by default
+    fast = build({"density_cache": 16, "occupancy": 16}).eval()
+    occupy_a_central_block(fast)
+    reference = copy.deepcopy(fast)
+    reference.density_cache = None
+    batch = PixelBatch.full_frames(facing_cameras(1), torch.tensor([96.0, 16.0, 16.0]), 32, 32, torch.tensor([0]))
+    cond = conditions(1)
+    with torch.no_grad():
+        assert torch.equal(fast(batch, cond)["rgba"], reference(batch, cond)["rgba"])  # no neutral face yet: the coarse pass
+        fast.observe_landmarks(cond["landmarks"])
+        reference.observe_landmarks(cond["landmarks"])
+        fast(batch, cond)  # samples the cache
+        assert 0 < int((fast.density_cache.density > 0).sum()) < 16**3  # the occupied cells only
+        fast_points, reference_points = counting_field(fast), counting_field(reference)
+        quick, slow = fast(batch, cond), reference(batch, cond)
+    assert sum(fast_points) < 0.6 * sum(reference_points)  # the fine samples only: 4 of 8 + 4 a ray
+    assert (quick["rgba"][:, 3] > 0).any()
+    assert torch.equal(quick["rgba"][slow["rgba"][:, 3] == 0], slow["rgba"][slow["rgba"][:, 3] == 0])  # the grid skips the same rays
+    assert psnr(quick["rgba"], slow["rgba"]) > 30
+    assert not any("density_cache" in key for key in fast.state_dict())  # derived data, not weights
+
+
+def test_a_run_saved_before_the_neutral_face_was_kept_loads_and_uses_the_coarse_pass():
+    old = {k: v for k, v in build().state_dict().items() if not k.startswith("neutral_")}
+    module = build({"density_cache": 16})
+    module.load_state_dict(old)  # strict
+    assert float(module.neutral_frames) == 0 and not module.neutral_landmarks.any()

@@ -21,7 +21,7 @@ from thkit.plugins.renderers.triplane_nerf import TriplaneNerf
 from thkit.render.nerf.bounds import rays_in_box
 from thkit.render.nerf.compose import over_background
 from thkit.testing import check_component
-from tests.plugins.renderers.frames import Frame, psnr
+from tests.plugins.renderers.frames import Frame, counting_field, occupy_a_central_block, psnr
 
 FPS = Fraction(25)
 AUDIO = Seq(12, FPS)
@@ -231,16 +231,6 @@ def test_whole_frame_renders_the_same_in_chunks():
     assert whole["rgba"].shape == (64 * 64, 4)
 
 
-def occupy_a_central_block(module: torch.nn.Module) -> None:
-    """Mark a block of cells at the centre of the occupancy grid dense, and the grid ready (as after training)."""
-    grid = module.occupancy
-    g = grid.resolution
-    with torch.no_grad():
-        grid.density.zero_()
-        grid.density[g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4, g // 2 - 4 : g // 2 + 4] = 1e3
-        grid.updates.fill_(1)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_runs_on_cuda():
     module = build(dict(SMALL, density_cache=32)).cuda().eval()
@@ -294,19 +284,6 @@ def test_occupancy_grid_only_skips_what_renders_as_nothing(one_frame):
         module.occupancy.updates.zero_()
         unskipped = over_background(module(frame.full(), cond)["rgba"], frame.background)
     assert psnr(skipped, unskipped) > 35
-
-
-def counting_field(module: torch.nn.Module) -> list[int]:
-    """Points evaluated by each call of `module.field` from now on."""
-    counts: list[int] = []
-    field = module.field
-
-    def counted(positions: torch.Tensor, *args):
-        counts.append(positions.shape[0] * positions.shape[1])
-        return field(positions, *args)
-
-    module.field = counted
-    return counts
 
 
 def test_density_cache_renders_as_the_coarse_pass(one_frame):

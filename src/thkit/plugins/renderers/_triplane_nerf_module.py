@@ -71,7 +71,7 @@ from thkit.core.pixels import PixelBatch
 from thkit.render.nerf.bounds import BoxRays, at_pixels, rays_in_box
 from thkit.render.nerf.codes import FrameCodes
 from thkit.render.nerf.compose import alpha_entropy
-from thkit.render.nerf.density_cache import DensityCache
+from thkit.render.nerf.density_cache import DensityCache, weights_key
 from thkit.render.nerf.encodings import MultiResTriplanes
 from thkit.render.nerf.occupancy import OccupancyGrid
 from thkit.render.nerf.sampling import CoarseToFine, ray_bundle
@@ -240,8 +240,7 @@ class TriplaneNerfModule(nn.Module):
     def refreshed_cache(self) -> DensityCache:
         """The density cache, sampled from the current weights under neutral conditions (zero audio code, open eyes)."""
         assert self.density_cache is not None and self.occupancy is not None
-        grid = self.occupancy.density
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters()) + (grid.data_ptr(), grid._version)
+        key = weights_key(self, self.occupancy.density)
 
         def density(points: Tensor) -> Tensor:
             audio = self.audio_net(points.new_zeros(1, self.audio_net.in_dim))

@@ -28,6 +28,12 @@ class HeadNerfParams(Params):
     coarse_samples: int = Field(32, ge=2, description="uniform samples per ray whose densities place the fine samples (no gradient)")
     fine_samples: int = Field(16, ge=1, description="samples per ray that are rendered, drawn from the coarse weights")
     occupancy: int = Field(48, ge=0, description="occupancy grid resolution for skipping empty space when rendering; 0 = off")
+    density_cache: int = Field(
+        128,
+        ge=0,
+        description="resolution of the density grid, sampled once from the trained field, that places the samples of renders "
+        "without gradient instead of the coarse pass's field evaluations (needs the occupancy grid); 0 = always the coarse pass",
+    )
     chunk: int = Field(4096, ge=1, description="rays rendered at once: bounds memory for whole frames (4096 is fastest on a CPU; raise it on a GPU)")
 
     @field_validator("resolutions")

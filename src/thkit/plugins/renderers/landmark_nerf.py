@@ -37,6 +37,13 @@ class LandmarkNerfParams(HeadNerfParams):
     cutoff: float = Field(
         3.0, ge=0, description="Mahalanobis distance (sigmas) beyond which a landmark does not code a sample; 0 = every landmark codes every sample"
     )
+    density_cache: int = Field(
+        0,
+        ge=0,
+        description="resolution of a density grid sampled under the mean landmarks of training that places the samples of renders "
+        "without gradient instead of the coarse pass (needs the occupancy grid); 0 = always the coarse pass. Off by default: "
+        "about 1.8x faster rendering at the same PSNR, but the mouth's samples are placed for the mean mouth (see the module docstring)",
+    )
 
 
 class LandmarkNerf(Component):
@@ -83,5 +90,6 @@ class LandmarkNerf(Component):
             coarse_samples=p.coarse_samples,
             fine_samples=p.fine_samples,
             occupancy=p.occupancy,
+            density_cache=p.density_cache,
             chunk=p.chunk,
         )

@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 
 
 class TriplaneNerfParams(HeadNerfParams):
-    density_cache: int = Field(
-        128,
-        ge=0,
-        description="resolution of the density grid, sampled once from the trained field, that places the samples of renders "
-        "without gradient instead of the coarse pass's field evaluations (needs the occupancy grid); 0 = always the coarse pass",
-    )
     inference_precision: Literal["float32", "bfloat16"] = Field(
         "bfloat16",
         description="arithmetic of the network where no gradient flows (the coarse pass, rendering): bfloat16 runs on CPUs "

@@ -64,3 +64,8 @@ class DensityCache(nn.Module):
         cells = ((points + self.bound) * (g / (2 * self.bound))).floor_().clamp_(0, g - 1)
         strides = torch.tensor([g * g, g, 1], dtype=cells.dtype, device=cells.device)  # flat index: exact in float32 below 2^24 cells
         return self.density.reshape(-1).take((cells @ strides).long())[..., None]
+
+
+def weights_key(module: nn.Module, *tensors: Tensor) -> Hashable:
+    """A key that changes whenever `module`'s parameters or any of `tensors` change (in place or replaced)."""
+    return tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *tensors))
