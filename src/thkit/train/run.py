@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from thkit import __version__
@@ -175,8 +175,8 @@ class RunFolder:
         Entries the file left out as external (see `save`) stay as the module loaded them at build,
         after a check that they are the weights the run was trained with.
         """
-        weights = self._tensors(WEIGHTS)
-        left_out = json.loads(self._metadata(WEIGHTS).get(EXTERNAL, "{}"))
+        weights, metadata = self._read(WEIGHTS)
+        left_out = json.loads(metadata.get(EXTERNAL, "{}"))
         by_node: dict[str, dict[str, Tensor]] = {}
         for key, value in weights.items():
             node, _, name = key.partition(".")
@@ -200,16 +200,14 @@ class RunFolder:
             raise ThkitError(f"{self.path(STATE_JSON)}: unreadable ({error})", hint="start over with --force") from None
         return Checkpoint(self._tensors(STATE_TENSORS), meta)
 
-    def _metadata(self, name: str) -> dict[str, str]:
+    def _tensors(self, name: str) -> dict[str, Tensor]:
+        return self._read(name)[0]
+
+    def _read(self, name: str) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """The tensors of safetensors file `name` and its metadata, read in one opening."""
         try:
             with safe_open(self.path(name), "pt") as file:
-                return file.metadata() or {}
-        except (OSError, SafetensorError) as error:
-            raise ThkitError(f"{self.path(name)}: unreadable ({error})", hint="start over with --force") from None
-
-    def _tensors(self, name: str) -> dict[str, Tensor]:
-        try:
-            return load_file(self.path(name))
+                return {key: file.get_tensor(key) for key in file.keys()}, file.metadata() or {}
         except (OSError, SafetensorError) as error:
             raise ThkitError(f"{self.path(name)}: unreadable ({error})", hint="start over with --force") from None
 
